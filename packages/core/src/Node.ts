@@ -19,6 +19,7 @@ import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -204,7 +205,8 @@ export const make = (options: {
     const transport = yield* NodeTransport
     const directory = yield* NodeDirectory
     const nodeScope = yield* Effect.scope
-    const now = () => Date.now()
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
     const self = new NodeInfo({
       id: options.id,
       address: options.address,
@@ -296,6 +298,16 @@ export const make = (options: {
         ).pipe(Effect.zipRight(dropClient(state)))
       })
 
+    // A node leaving gracefully unregisters before its endpoint closes, so a refusal from a node
+    // that is no longer listed is a leave, seen before the next discovery poll would see it.
+    const refusedReason = (state: MemberState): Effect.Effect<DownReason> =>
+      directory.list.pipe(
+        Effect.map((listed) =>
+          listed.some((info) => info.id === state.info.id) ? "connection-refused" : "left"
+        ),
+        Effect.orElseSucceed((): DownReason => "connection-refused")
+      )
+
     const onPingFailure = (state: MemberState) =>
       Effect.suspend(() => {
         if (state.probing || state.status === "down") return Effect.void
@@ -303,7 +315,7 @@ export const make = (options: {
         return transport.probe(state.info.address, config.probeTimeout).pipe(
           Effect.flatMap((result) =>
             result === "refused" && states.get(state.info.id) === state
-              ? declareDown(state, "connection-refused")
+              ? Effect.flatMap(refusedReason(state), (reason) => declareDown(state, reason))
               : Effect.void
           ),
           Effect.ensuring(Effect.sync(() => (state.probing = false)))
@@ -473,7 +485,10 @@ const serverLayer: Layer.Layer<never, never, Node | RpcServer.Protocol> = RpcSer
         const node = yield* Node
         return NodeRpcs.of({
           Ping: ({ sentAt }) =>
-            Effect.sync(() => new Pong({ node: node.self.id, sentAt, receivedAt: Date.now() })),
+            Effect.map(
+              Clock.currentTimeMillis,
+              (receivedAt) => new Pong({ node: node.self.id, sentAt, receivedAt })
+            ),
           Info: () => Effect.succeed(node.self)
         })
       })

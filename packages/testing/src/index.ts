@@ -1,0 +1,4 @@
+/**
+ * @foundation/testing: multi-node Foundation clusters in one process, with fault injection.
+ */
+export * as TestCluster from "./TestCluster.js"
