@@ -72,22 +72,22 @@ const variables: Record<keyof typeof flags, string> = {
 }
 
 /**
- * The node options for a set of flags: the flags, written as their `FOUNDATION_*` variables, read
- * through `FoundationNode.config` ahead of the environment (`ConfigProvider.fromMap` orElse
- * `ConfigProvider.fromEnv`), so a flag and its variable are validated alike.
+ * The node options for a set of flags: the `FOUNDATION_*` variables of the environment, overridden by
+ * the flags written as their variables, read through `FoundationNode.config`
+ * (`ConfigProvider.fromMap`), so a flag and its variable are validated alike.
  */
 export const nodeOptions = (values: {
   readonly [K in keyof typeof flags]: Option.Option<string | number>
 }): Effect.Effect<FoundationNode.Options, ConfigError.ConfigError> => {
-  const given = new Map<string, string>()
+  const merged = new Map<string, string>()
+  for (const [name, value] of Object.entries(process.env)) {
+    if (name.startsWith("FOUNDATION_") && value !== undefined) merged.set(name, value)
+  }
   for (const [key, variable] of Object.entries(variables)) {
     const value = values[key as keyof typeof flags]
-    if (Option.isSome(value)) given.set(variable, String(value.value))
+    if (Option.isSome(value)) merged.set(variable, String(value.value))
   }
-  return Effect.withConfigProvider(
-    FoundationNode.config,
-    ConfigProvider.fromMap(given).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
-  )
+  return Effect.withConfigProvider(FoundationNode.config, ConfigProvider.fromMap(merged))
 }
 
 /** `foundation node`: one node with the sample application, until SIGTERM or SIGINT. */

@@ -41,7 +41,7 @@ export const layerGreeter = Greeter.toLayer(
     const placement = new Placement({
       entityId: address.entityId,
       node: node.self.id,
-      runner: runner.toString()
+      runner: `${runner.host}:${runner.port}`
     })
     return {
       Greet: ({ payload }) => Effect.succeed(`Hello, ${payload.name}, from ${node.self.id}`),

@@ -35,20 +35,18 @@ export const make = (
     Effect.map((protocol) => ({
       ...protocol,
       send: (request, transferables) =>
-        protocol
-          .send(request, transferables)
-          .pipe(
-            Effect.catchAllDefect((defect) =>
-              Socket.isSocketError(defect)
-                ? Effect.fail(
-                    new RpcClientError({
-                      reason: "Protocol",
-                      message: "Error writing to the socket",
-                      cause: defect
-                    })
-                  )
-                : Effect.die(defect)
-            )
+        protocol.send(request, transferables).pipe(
+          Effect.catchAllDefect((defect) =>
+            Socket.isSocketError(defect)
+              ? Effect.fail(
+                  new RpcClientError({
+                    reason: "Protocol",
+                    message: "Error writing to the socket",
+                    cause: defect
+                  })
+                )
+              : Effect.die(defect)
           )
+        )
     }))
   )
