@@ -2,7 +2,8 @@
  * The `foundation` command line (`@effect/cli`):
  * - `foundation node --id n1 --port 4370 --runner-port 4371 [--database-url URL | --sqlite-file FILE]`:
  *   runs one node hosting the `Sample` entity and singleton until SIGTERM or SIGINT. Every flag falls
- *   back to its `FOUNDATION_*` variable (see `FoundationNode.env`); flags win.
+ *   back to its `FOUNDATION_*` variable (see `FoundationNode.env`); flags win. A graceful stop that
+ *   takes longer than `--shutdown-timeout` seconds (default 20) exits with code 1.
  * - `foundation demo`: the in-process three-node demo (see `Demo`).
  *
  * Run it with `NodeRuntime.runMain` (as `bin.ts` does): on SIGTERM the node's scope closes, so the
@@ -10,6 +11,7 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -20,6 +22,7 @@ import * as Option from "effect/Option"
 import * as Demo from "./Demo.js"
 import * as FoundationNode from "./FoundationNode.js"
 import * as Sample from "./Sample.js"
+import type * as SqlStorage from "./SqlStorage.js"
 
 const flags = {
   id: Options.text("id").pipe(Options.withDescription("the node id (FOUNDATION_NODE_ID)"), Options.optional),
@@ -56,10 +59,18 @@ const flags = {
   failureDetection: Options.choice("failure-detection", ["foundation", "engine"]).pipe(
     Options.withDescription("who detects failures (FOUNDATION_FAILURE_DETECTION, default foundation)"),
     Options.optional
+  ),
+  shutdownTimeout: Options.integer("shutdown-timeout").pipe(
+    Options.withDescription(
+      "seconds a graceful stop may take before the process exits with code 1 (default 20)"
+    ),
+    Options.withDefault(20)
   )
 }
 
-const variables: Record<keyof typeof flags, string> = {
+type NodeFlag = Exclude<keyof typeof flags, "shutdownTimeout">
+
+const variables: Record<NodeFlag, string> = {
   id: "FOUNDATION_NODE_ID",
   host: "FOUNDATION_HOST",
   listenHost: "FOUNDATION_LISTEN_HOST",
@@ -77,14 +88,14 @@ const variables: Record<keyof typeof flags, string> = {
  * (`ConfigProvider.fromMap`), so a flag and its variable are validated alike.
  */
 export const nodeOptions = (values: {
-  readonly [K in keyof typeof flags]: Option.Option<string | number>
+  readonly [K in NodeFlag]: Option.Option<string | number>
 }): Effect.Effect<FoundationNode.Options, ConfigError.ConfigError> => {
   const merged = new Map<string, string>()
   for (const [name, value] of Object.entries(process.env)) {
     if (name.startsWith("FOUNDATION_") && value !== undefined) merged.set(name, value)
   }
   for (const [key, variable] of Object.entries(variables)) {
-    const value = values[key as keyof typeof flags]
+    const value = values[key as NodeFlag]
     if (Option.isSome(value)) merged.set(variable, String(value.value))
   }
   return Effect.withConfigProvider(FoundationNode.config, ConfigProvider.fromMap(merged))
@@ -94,18 +105,17 @@ export const nodeOptions = (values: {
 export const node = Command.make("node", flags, (values) =>
   Effect.gen(function* () {
     const options = yield* nodeOptions(values)
-    const storage =
-      options.storage && "_tag" in options.storage && options.storage._tag === "postgres"
-        ? "postgres"
-        : `sqlite ${options.storage && "filename" in options.storage ? options.storage.filename : ""}`
+    const storage = options.storage as SqlStorage.Storage
+    const database = storage._tag === "postgres" ? "postgres" : `sqlite ${storage.filename}`
     yield* Effect.logInfo(
       `starting node ${options.id}: node endpoint ${options.host}:${options.port}, ` +
-        `runner ${options.host}:${options.runnerPort}, storage ${storage}`
+        `runner ${options.host}:${options.runnerPort}, storage ${database}`
+    )
+    const app = Layer.mergeAll(Sample.layer(), FoundationNode.layerLogMembership).pipe(
+      Layer.provide(FoundationNode.layer(options))
     )
     return yield* Layer.launch(
-      Layer.mergeAll(Sample.layer(), FoundationNode.layerLogMembership).pipe(
-        Layer.provide(FoundationNode.layer(options))
-      )
+      FoundationNode.layerShutdownTimeout(Duration.seconds(values.shutdownTimeout)).pipe(Layer.provide(app))
     ).pipe(Effect.annotateLogs("node", options.id))
   })
 ).pipe(Command.withDescription("Run one Foundation node (hosting the sample Greeter entity and singleton)"))
@@ -115,7 +125,7 @@ export const demo = Command.make(
   "demo",
   { verbose: Options.boolean("verbose").pipe(Options.withDescription("also print the nodes' logs")) },
   ({ verbose }) =>
-    Demo.run().pipe(
+    Demo.run.pipe(
       Effect.scoped,
       Effect.asVoid,
       Logger.withMinimumLogLevel(verbose ? LogLevel.Info : LogLevel.Warning)

@@ -42,13 +42,9 @@ export interface Report {
   readonly movedEntities: number
 }
 
-/** The demo's settings. */
-export interface Options {
-  readonly nodes?: number | undefined
-  readonly entities?: number | undefined
-}
-
 const host = "127.0.0.1"
+const count = 3
+const entityIds = Array.from({ length: 24 }, (_, i) => `user-${i + 1}`)
 
 /** Polls `check` every `intervalMs` until it returns a value; fails with `DemoError` after `timeoutMs`. */
 const waitFor = <A, E, R>(
@@ -72,12 +68,8 @@ const ms = (value: number) => `${Math.round(value)} ms`
  * Runs the demo and prints its progress; returns the measurements. Needs no database server and no
  * free port configuration: ports come from `SocketTransport.freePorts`.
  */
-export const run = (
-  options?: Options
-): Effect.Effect<Report, DemoError | FoundationNode.StartError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const count = options?.nodes ?? 3
-    const entityIds = Array.from({ length: options?.entities ?? 24 }, (_, i) => `user-${i + 1}`)
+export const run: Effect.Effect<Report, DemoError | FoundationNode.StartError, Scope.Scope> = Effect.gen(
+  function* () {
     const startedAt = Date.now()
     yield* Console.log(
       `Foundation demo: ${count} nodes in one process, loopback TCP, one shared SQLite database (:memory:)\n`
@@ -282,4 +274,5 @@ export const run = (
       entitiesMs,
       movedEntities: orphaned.length
     }
-  })
+  }
+)

@@ -7,12 +7,12 @@
  * Foundation.layerNode({ id, address, runnerAddress, sharding, failureDetection }, {
  *   nodeServer:   SocketTransport.layerServer("node", { host, port }),
  *   runnerServer: SocketTransport.layerServer("runner", { host, port: runnerPort }),
- *   runnerClient: NodeClusterSocket.layerClientProtocol,            // msgpack
+ *   runnerClient: SocketTransport.layerRunnerClient,                // NodeClusterSocket.layerClientProtocol + fixes
  *   engineRunnerHealth: RunnerHealth.layerPing,                     // only with failureDetection "engine"
  *   transport:    SocketTransport.layerTransport,
  *   runnerStorage: SqlRunnerStorage.layerWith({ prefix }),
  *   messageStorage: SqlMessageStorage.layerWith({ prefix }),
- *   directory:    NodeDirectory.layerSql({ prefix })                // all three on one SqlClient
+ *   directory:    NodeDirectory.layerSql({ prefix })                // all three: SqlStorage.layer
  * })
  * ```
  * Every address is explicit: unlike `NodeClusterSocket.layer`, nothing reads `HOST`/`PORT`
@@ -32,7 +32,7 @@ import * as NodeFault from "@foundation/core/NodeFault"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -102,13 +102,7 @@ const layerWith = <E>(
     ? (storage as Layer.Layer<SqlClient.SqlClient, E>)
     : SqlStorage.layerClient(storage as SqlStorage.Storage)
   const config = ShardingConfig.layer(Foundation.shardingConfigFor(identity))
-  const sqlRunnerStorage = SqlStorage.layerRunnerStorage(options.tablePrefix).pipe(
-    Layer.provide([sql, config])
-  )
-  const sqlDirectory = SqlStorage.layerDirectory(options.tablePrefix).pipe(Layer.provide(sql))
-  const messageStorage = SqlStorage.layerMessageStorage(options.tablePrefix).pipe(
-    Layer.provide([sql, config])
-  )
+  const storages = SqlStorage.layer(options.tablePrefix).pipe(Layer.provide([sql, config]))
   const runnerClient = SocketTransport.layerRunnerClient
   const node = Foundation.layerNode<StartError<E>>(identity, {
     nodeServer: SocketTransport.layerServer("node", { host: listenHost, port: options.port }),
@@ -116,16 +110,14 @@ const layerWith = <E>(
     runnerClient,
     engineRunnerHealth: RunnerHealth.layerPing.pipe(
       Layer.provide(Runners.layerRpc),
-      Layer.provide([runnerClient, messageStorage, config])
+      Layer.provide([runnerClient, storages, config])
     ),
     transport: SocketTransport.layerTransport,
     runnerStorage: fault
-      ? NodeFault.severableRunnerStorage(fault.severance).pipe(Layer.provide(sqlRunnerStorage))
-      : sqlRunnerStorage,
-    directory: fault
-      ? NodeFault.severableDirectory(fault.severance).pipe(Layer.provide(sqlDirectory))
-      : sqlDirectory,
-    messageStorage
+      ? NodeFault.severableRunnerStorage(fault.severance).pipe(Layer.provide(storages))
+      : storages,
+    directory: fault ? NodeFault.severableDirectory(fault.severance).pipe(Layer.provide(storages)) : storages,
+    messageStorage: storages
   })
   return node.pipe(
     Layer.provide(
@@ -217,6 +209,26 @@ export const layerLogMembership: Layer.Layer<never, never, Node.Node> = Layer.sc
   })
 )
 
+/**
+ * Bounds a graceful shutdown: when the scope holding this layer starts closing, a timer starts that
+ * exits the process with code 1 if it is still running after `timeout` (the timer is `unref`ed, so
+ * it never keeps a finished process alive). Build it after the node (`Layer.provide(node)`), so it
+ * closes first. Why: with its database gone, the engine's shutdown waits for shard lock storage to
+ * become healthy again before it releases its shards, which can be forever.
+ */
+export const layerShutdownTimeout = (timeout: Duration.DurationInput): Layer.Layer<never> =>
+  Layer.scopedDiscard(
+    Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        const millis = Duration.toMillis(timeout)
+        setTimeout(() => {
+          process.stderr.write(`shutdown did not finish within ${Duration.format(timeout)}; exiting\n`)
+          process.exit(1)
+        }, millis).unref()
+      })
+    )
+  )
+
 // -----------------------------------------------------------------------------
 // Configuration from the environment
 // -----------------------------------------------------------------------------
@@ -264,7 +276,7 @@ export const env = {
 }
 
 /** The storage chosen by `FOUNDATION_DATABASE_URL` / `FOUNDATION_SQLITE_FILE` (at most one of them). */
-export const storageFrom = (
+const storageFrom = (
   databaseUrl: Option.Option<string>,
   sqliteFile: Option.Option<string>
 ): Either.Either<SqlStorage.Storage, ConfigError.ConfigError> =>

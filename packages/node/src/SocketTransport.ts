@@ -4,12 +4,13 @@
  *
  * What it is made of, in raw calls:
  * ```ts
- * NodeSocketServer.layer({ host, port })                       // the TCP listener
- * RpcServer.layerProtocolSocketServer                          // + frame validation (see layerServer)
+ * NodeSocketServer.layer({ host, port })                       // the TCP listener (+ bounded close)
+ * RpcServer.layerProtocolSocketServer                          // + frame validation
  * RpcClient.makeProtocolSocket({ retryTransientErrors: false }) // over NodeSocket.makeNet({ host, port })
  * NodeClusterSocket.layerClientProtocol                        // the runner client (+ EPIPE fix)
  * ```
- * Addresses are always passed explicitly: nothing here reads `HOST` or `PORT`.
+ * Each differs from the engine's piece where noted on the export below. Addresses are always passed
+ * explicitly: nothing here reads `HOST` or `PORT`.
  */
 import * as Runners from "@effect/cluster/Runners"
 import * as SocketServer from "@effect/platform/SocketServer"
@@ -62,8 +63,13 @@ export const layerServerProtocol: Layer.Layer<
 > = Layer.scoped(RpcServer.Protocol, ServerProtocol.make)
 
 /**
- * An endpoint's `RpcServer.Protocol` listening on `host:port` (raw: `NodeSocketServer.layer` +
- * `layerServerProtocol` + msgpack). Used for the node endpoint and for the runner endpoint.
+ * An endpoint's `RpcServer.Protocol` listening on `host:port`: a TCP `SocketServer` +
+ * `layerServerProtocol` + msgpack. Used for the node endpoint and for the runner endpoint.
+ *
+ * The `SocketServer` is `NodeSocketServer.make` with a close that cannot hang: `NodeSocketServer`
+ * queues connections that arrive while its handler stops and never closes them, and its close waits
+ * for every connection, so one peer reconnecting at the wrong moment kept a stopping node alive
+ * forever. Here late connections are destroyed and served ones get 1 s to flush before they are.
  * Each call is a fresh protocol (`Layer.fresh`): layers are memoized by reference, so two endpoints
  * built from one shared protocol layer would share one protocol.
  */

@@ -20,9 +20,11 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as NodeDirectory from "@foundation/core/NodeDirectory"
 import type { NodeDirectoryError } from "@foundation/core/NodeError"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Hash from "effect/Hash"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 
@@ -97,3 +99,53 @@ export const layerDirectory = (
   prefix?: string
 ): Layer.Layer<NodeDirectory.NodeDirectory, NodeDirectoryError, SqlClient.SqlClient> =>
   NodeDirectory.layerSql({ prefix: tablePrefixes(prefix).directory })
+
+/** The first half of the advisory lock key that serializes table creation (`FDN1`). */
+const schemaLockClass = 0x46444e31
+
+/**
+ * The three storages of a node on the `SqlClient` in context (`layerRunnerStorage`,
+ * `layerMessageStorage`, `layerDirectory`), built once.
+ *
+ * On PostgreSQL the build holds `pg_advisory_lock(FDN1, hash(prefix))` on a reserved connection:
+ * each storage creates its tables with `CREATE TABLE IF NOT EXISTS` and the engine's `Migrator`,
+ * which fail when several nodes create the same tables at the same moment (`duplicate key value
+ * violates unique constraint "pg_type_typname_nsp_index"`, `relation ... already exists`), so nodes
+ * started together create them one after another. Other dialects build without a lock.
+ */
+export const layer = (
+  prefix?: string
+): Layer.Layer<
+  RunnerStorage | MessageStorage.MessageStorage | NodeDirectory.NodeDirectory,
+  SqlError | NodeDirectoryError,
+  SqlClient.SqlClient | ShardingConfig.ShardingConfig
+> => {
+  const storages = Layer.mergeAll(
+    layerRunnerStorage(prefix),
+    layerMessageStorage(prefix),
+    layerDirectory(prefix)
+  )
+  return Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const lockScope = yield* Scope.make()
+      const key = `${schemaLockClass}, ${Hash.string(tablePrefixes(prefix).engine)}`
+      const context = yield* Effect.gen(function* () {
+        yield* sql.onDialectOrElse({
+          pg: () =>
+            Effect.gen(function* () {
+              const connection = yield* sql.reserve
+              yield* connection.executeRaw(`SELECT pg_advisory_lock(${key})`, [])
+              yield* Scope.addFinalizer(
+                lockScope,
+                Effect.ignore(connection.executeRaw(`SELECT pg_advisory_unlock(${key})`, []))
+              )
+            }).pipe(Scope.extend(lockScope)),
+          orElse: () => Effect.void
+        })
+        return yield* Layer.build(storages)
+      }).pipe(Effect.ensuring(Scope.close(lockScope, Exit.void)))
+      return Layer.succeedContext(context)
+    })
+  )
+}

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { awaitAllUp, nextDown, placements, sharedSqlite, startNodes, view, waitUntil } from "./utils.js"
 
 const entityIds = Array.from({ length: 24 }, (_, i) => `user-${i + 1}`)
@@ -15,7 +17,7 @@ describe("three nodes in one process over loopback sockets, on one shared SQLite
         const seen = yield* view(node)
         expect([...seen.entries()].sort()).toEqual(ids.map((id) => [id, "up"]))
       }
-    })
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   )
 
   it.scopedLive(
@@ -60,6 +62,6 @@ describe("three nodes in one process over loopback sockets, on one shared SQLite
         for (const survivor of survivors) {
           expect((yield* view(survivor)).get(victim.info.id)).toBe("down (connection-refused)")
         }
-      })
+      }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   )
 })

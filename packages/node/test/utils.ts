@@ -12,8 +12,8 @@ import * as Sample from "../src/Sample.js"
 import * as SocketTransport from "../src/SocketTransport.js"
 import * as SqlStorage from "../src/SqlStorage.js"
 
-export const repoRoot = Path.resolve(import.meta.dirname, "../../..")
-export const binPath = Path.resolve(import.meta.dirname, "../src/bin.ts")
+const repoRoot = Path.resolve(import.meta.dirname, "../../..")
+const binPath = Path.resolve(import.meta.dirname, "../src/bin.ts")
 
 /** Polls `check` every `intervalMs` until it returns a value, at most `timeoutMs`; then dies naming `what`. */
 export const waitUntil = <A, E, R>(
@@ -36,8 +36,7 @@ export type Running = FoundationNode.RunningNode
 /** Starts `count` nodes with the sample application on one shared client, loopback ports. */
 export const startNodes = (
   count: number,
-  sql: Layer.Layer<SqlClient.SqlClient>,
-  options?: { readonly tablePrefix?: string; readonly idPrefix?: string }
+  sql: Layer.Layer<SqlClient.SqlClient>
 ): Effect.Effect<ReadonlyArray<Running>, FoundationNode.StartError, Scope.Scope> =>
   Effect.gen(function* () {
     const ports = yield* SocketTransport.freePorts(count * 2)
@@ -45,13 +44,7 @@ export const startNodes = (
       Array.from({ length: count }, (_, i) => i),
       (i) =>
         FoundationNode.start(
-          {
-            id: `${options?.idPrefix ?? "node"}-${i + 1}`,
-            port: ports[i * 2],
-            runnerPort: ports[i * 2 + 1],
-            storage: sql,
-            tablePrefix: options?.tablePrefix
-          },
+          { id: `node-${i + 1}`, port: ports[i * 2], runnerPort: ports[i * 2 + 1], storage: sql },
           Sample.layer(() => Effect.void)
         ),
       { concurrency: "unbounded" }
@@ -59,7 +52,9 @@ export const startNodes = (
   })
 
 /** The shared in-memory SQLite client of one test. */
-export const sharedSqlite = SqlStorage.shared(SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" }))
+export const sharedSqlite = SqlStorage.shared(
+  SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" })
+)
 
 /** This node's view: member id -> status (with the down reason). */
 export const view = (node: Running) =>
