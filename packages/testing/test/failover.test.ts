@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { TestCluster } from "@foundation/testing"
-import { AppLayer, entityOn, Ledger, Observations, whoami } from "./fixtures.js"
+import { entityOn, Ledger, Observations, whoami, convergedCluster } from "./fixtures.js"
 
 const countByNode = (owners: ReadonlyMap<string, string>) => {
   const counts: Record<string, number> = {}
@@ -25,8 +25,7 @@ describe("failover", () => {
     "a singleton runs on exactly one node; when that node crashes, its shard leases and the singleton move to the survivors",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-        yield* cluster.awaitConverged()
+        const cluster = yield* convergedCluster
         const [leader, ...others] = yield* cluster.eventually(
           Effect.filterOrFail(leaders(cluster), (nodes) => nodes.length === 1)
         )
@@ -62,8 +61,7 @@ describe("failover", () => {
     "after its host crashes, an entity answers every survivor again, served by another runner, within 5 s",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-        yield* cluster.awaitConverged()
+        const cluster = yield* convergedCluster
         const entityId = yield* entityOn(cluster, "node-1", "node-2")
         for (const node of cluster.nodes) {
           expect((yield* whoami(cluster, node, entityId)).host).toBe("node-2")
@@ -86,8 +84,7 @@ describe("failover", () => {
 
   it.scopedLive("a persisted message with a primary key runs once, whichever nodes send it", () =>
     Effect.gen(function* () {
-      const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-      yield* cluster.awaitConverged()
+      const cluster = yield* convergedCluster
       const record = (node: string) =>
         cluster.on(
           node,
@@ -112,8 +109,7 @@ describe("failover", () => {
     "a persisted request sent right after its entity's node crashed is answered by the new owner from storage",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-        yield* cluster.awaitConverged()
+        const cluster = yield* convergedCluster
         const record = (node: string, key: string) =>
           cluster.on(
             node,

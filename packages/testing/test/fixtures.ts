@@ -12,7 +12,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import type { TestCluster } from "@foundation/testing"
+import { TestCluster } from "@foundation/testing"
 
 /** Answers with the runner that served the call. */
 export const Whoami = Entity.make("Whoami", [Rpc.make("Whoami", { success: RunnerAddress })])
@@ -93,3 +93,8 @@ export const entityOn = <ROut>(cluster: TestCluster.Cluster<ROut>, from: string,
     }
     return yield* Effect.dieMessage(`no entity id among e-0..e-99 lives on ${node}`)
   })
+
+/** A 3-node cluster running `AppLayer`, returned once every node sees every other and all shards are held. */
+export const convergedCluster = Effect.tap(TestCluster.make({ nodes: 3, layer: AppLayer }), (cluster) =>
+  cluster.awaitConverged()
+)

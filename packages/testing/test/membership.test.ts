@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { TestCluster } from "@foundation/testing"
-import { AppLayer, entityOn, memberOn, whoami } from "./fixtures.js"
+import { AppLayer, entityOn, memberOn, whoami, convergedCluster } from "./fixtures.js"
 
 describe("membership", () => {
   it.scopedLive("every node sees all three members up once the cluster has converged", () =>
@@ -30,8 +30,7 @@ describe("membership", () => {
     "a crashed node is declared down for connection refused on every survivor, before any heartbeat timeout",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-        yield* cluster.awaitConverged()
+        const cluster = yield* convergedCluster
         yield* cluster.crash("node-1")
         expect(yield* cluster.state("node-1")).toBe("crashed")
         for (const survivor of ["node-2", "node-3"]) {
@@ -46,8 +45,7 @@ describe("membership", () => {
 
   it.scopedLive("a stopped node leaves: every survivor gets NodeDown with reason left and drops it", () =>
     Effect.gen(function* () {
-      const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-      yield* cluster.awaitConverged()
+      const cluster = yield* convergedCluster
       const survivors = ["node-1", "node-3"]
       const downs = yield* Effect.forEach(survivors, (survivor) =>
         cluster
@@ -90,8 +88,7 @@ describe("membership", () => {
     "a restarted node comes back up everywhere as a new incarnation and serves its shards again",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({ nodes: 3, layer: AppLayer })
-        yield* cluster.awaitConverged()
+        const cluster = yield* convergedCluster
         const before = yield* memberOn(cluster, "node-1", "node-3")
         const entityId = yield* entityOn(cluster, "node-1", "node-3")
         yield* cluster.crash("node-3")
