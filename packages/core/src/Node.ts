@@ -39,6 +39,10 @@ import { DetectorConfig } from "./internal/detectorConfig.js"
 import { NodeDirectory } from "./NodeDirectory.js"
 import { type NodeDirectoryError, NodeNotFound } from "./NodeError.js"
 import { NodeTransport } from "./NodeTransport.js"
+import * as FastRpc from "./internal/fastRpc.js"
+import type { Link } from "./internal/fastRpc.js"
+
+const defaultLane = "default"
 
 /** A node's stable name, unique in the cluster (for example `node-1` or a pod name). */
 export const NodeId = Schema.NonEmptyTrimmedString.pipe(Schema.brand("@foundation/NodeId"))
@@ -147,8 +151,25 @@ export class Node extends Context.Tag("@foundation/core/Node")<
     readonly memberByRunner: (address: RunnerAddress) => Effect.Effect<Member | undefined>
     /** Membership changes from the moment of subscription (scoped subscription). */
     readonly events: Effect.Effect<Stream.Stream<MembershipEvent>, never, Scope.Scope>
-    /** A typed RPC client for a member's node endpoint. Connections are cached per node. */
+    /** A typed `NodeRpcs` client for a member's node endpoint. Connections are cached per node. */
     readonly client: (id: NodeId) => Effect.Effect<NodeClient, NodeNotFound>
+    /**
+     * A typed client of any group served on the members' node endpoints (see `serve`). Calls to one
+     * member share one connection per `lane` (default `"default"`): a separate lane is a separate
+     * connection, so bulk traffic on one lane does not queue urgent calls on another.
+     */
+    readonly clientFor: <Rpcs extends Rpc.Any>(
+      group: RpcGroup.RpcGroup<Rpcs>,
+      options?: { readonly lane?: string | undefined }
+    ) => (id: NodeId) => Effect.Effect<RpcClient.RpcClient<Rpcs, RpcClientError>, NodeNotFound>
+    /**
+     * Serves `group` on this node's endpoint, with the handlers in `handlers` (the context of
+     * `group.toLayer(...)`), until the scope closes. Tags must be unique across the groups served.
+     */
+    readonly serve: <Rpcs extends Rpc.Any>(
+      group: RpcGroup.RpcGroup<Rpcs>,
+      handlers: Context.Context<Rpc.ToHandler<Rpcs>>
+    ) => Effect.Effect<void, never, Scope.Scope>
     /** Whether this node currently sees a majority of the members it does not know to be dead. */
     readonly hasQuorum: Effect.Effect<boolean>
   }
@@ -171,9 +192,11 @@ interface MemberState {
   /** when this node started watching it: silence is measured from here until a first answer */
   watchedSince: number
   probing: boolean
-  client:
-    | { readonly address: NodeAddress; readonly client: NodeClient; readonly scope: Scope.CloseableScope }
-    | undefined
+  /** open connections to its endpoint, by lane */
+  readonly links: Map<
+    string,
+    { readonly address: NodeAddress; readonly link: Link; readonly scope: Scope.CloseableScope }
+  >
 }
 
 const toMember = (state: MemberState): Member => ({
@@ -199,7 +222,11 @@ export const make = (options: {
   readonly id: NodeId
   readonly address: NodeAddress
   readonly runnerAddress: RunnerAddress
-}): Effect.Effect<Node["Type"], NodeDirectoryError, NodeTransport | NodeDirectory | Scope.Scope> =>
+}): Effect.Effect<
+  Node["Type"],
+  NodeDirectoryError,
+  NodeTransport | NodeDirectory | RpcServer.Protocol | Scope.Scope
+> =>
   Effect.gen(function* () {
     const config = yield* DetectorConfig
     const transport = yield* NodeTransport
@@ -217,7 +244,8 @@ export const make = (options: {
     const publish = (event: MembershipEvent) => void pubsub.unsafeOffer(event)
     const states = new Map<string, MemberState>()
     const heartbeats = yield* FiberMap.make<string>()
-    const clientLock = Effect.unsafeMakeSemaphore(1)
+    const linkLock = Effect.unsafeMakeSemaphore(1)
+    const endpoint = yield* FastRpc.serve(yield* RpcServer.Protocol)
 
     const selfState: MemberState = {
       info: self,
@@ -228,42 +256,47 @@ export const make = (options: {
       downReason: undefined,
       watchedSince: self.startedAt,
       probing: false,
-      client: undefined
+      links: new Map()
     }
     states.set(self.id, selfState)
 
     const notFound = (id: string) => new NodeNotFound({ nodeId: id, members: Array.from(states.keys()) })
 
-    const dropClient = (state: MemberState) => {
-      const cached = state.client
-      state.client = undefined
-      return cached ? Scope.close(cached.scope, Exit.void) : Effect.void
+    const dropClient = (state: MemberState) =>
+      Effect.suspend(() => {
+        const open = Array.from(state.links.values())
+        state.links.clear()
+        return Effect.forEach(open, (cached) => Scope.close(cached.scope, Exit.void), { discard: true })
+      })
+
+    const openLink = (state: MemberState, lane: string): Effect.Effect<Link> =>
+      linkLock.withPermits(1)(
+        Effect.gen(function* () {
+          const cached = state.links.get(lane)
+          if (cached) {
+            if (Equal.equals(cached.address, state.info.address)) return cached.link
+            state.links.delete(lane)
+            yield* Scope.close(cached.scope, Exit.void)
+          }
+          const scope = yield* Scope.fork(nodeScope, ExecutionStrategy.sequential)
+          const address = state.info.address
+          const link = yield* transport
+            .makeClientProtocol(address)
+            .pipe(Effect.flatMap(FastRpc.makeLink), Scope.extend(scope))
+          state.links.set(lane, { address, link, scope })
+          return link
+        })
+      )
+
+    const linkOf = (state: MemberState, lane: string): Effect.Effect<Link> => {
+      const cached = state.links.get(lane)
+      return cached && Equal.equals(cached.address, state.info.address)
+        ? Effect.succeed(cached.link)
+        : openLink(state, lane)
     }
 
     const clientOf = (state: MemberState): Effect.Effect<NodeClient> =>
-      clientLock.withPermits(1)(
-        Effect.suspend(() => {
-          const cached = state.client
-          if (cached && cached.address.toString() === state.info.address.toString()) {
-            return Effect.succeed(cached.client)
-          }
-          return Effect.gen(function* () {
-            yield* dropClient(state)
-            const scope = yield* Scope.fork(nodeScope, ExecutionStrategy.sequential)
-            const address = state.info.address
-            const client = yield* transport.makeClientProtocol(address).pipe(
-              Effect.flatMap((protocol) =>
-                RpcClient.make(NodeRpcs, { disableTracing: true }).pipe(
-                  Effect.provideService(RpcClient.Protocol, protocol)
-                )
-              ),
-              Scope.extend(scope)
-            )
-            state.client = { address, client, scope }
-            return client
-          })
-        })
-      )
+      Effect.map(linkOf(state, defaultLane), (link) => link.client(NodeRpcs))
 
     const quorum = (): boolean => {
       let voters = 0
@@ -379,7 +412,7 @@ export const make = (options: {
         downReason: undefined,
         watchedSince: now(),
         probing: false,
-        client: undefined
+        links: new Map()
       }
       states.set(info.id, state)
       return FiberMap.run(heartbeats, info.id, heartbeat(state))
@@ -414,6 +447,17 @@ export const make = (options: {
       }
     })
 
+    yield* endpoint.add(
+      NodeRpcs,
+      yield* NodeRpcs.toHandlersContext({
+        Ping: ({ sentAt }) =>
+          Effect.map(
+            Clock.currentTimeMillis,
+            (receivedAt) => new Pong({ node: self.id, sentAt, receivedAt })
+          ),
+        Info: () => Effect.succeed(self)
+      })
+    )
     yield* directory.register(self)
     yield* Effect.addFinalizer(() => Effect.ignore(directory.unregister(self.id)))
     yield* directory.register(self).pipe(
@@ -453,14 +497,25 @@ export const make = (options: {
           const state = states.get(id)
           return state ? clientOf(state) : Effect.fail(notFound(id))
         }),
+      clientFor: (group, options) => {
+        const lane = options?.lane ?? defaultLane
+        return (id) =>
+          Effect.suspend(() => {
+            const state = states.get(id)
+            return state
+              ? Effect.map(linkOf(state, lane), (link) => link.client(group))
+              : Effect.fail(notFound(id))
+          })
+      },
+      serve: (group, handlers) => endpoint.add(group, handlers as Context.Context<never>),
       hasQuorum: Effect.sync(quorum)
     })
   })
 
 /**
- * The node layer: the `Node` service plus `NodeRpcs` served on the node endpoint.
- * Needs the endpoint's `RpcServer.Protocol` (from the platform package), a `NodeTransport` and a
- * `NodeDirectory`.
+ * The node layer: the `Node` service, serving `NodeRpcs` (and every group added with `serve` or
+ * `layerServe`) on the node endpoint. Needs the endpoint's `RpcServer.Protocol` (from the platform
+ * package), a `NodeTransport` and a `NodeDirectory`.
  */
 export const layer = (options: {
   readonly id: NodeId
@@ -471,27 +526,23 @@ export const layer = (options: {
     Layer.tap((context) => {
       const node = Context.get(context, Node)
       return Effect.logDebug(`node ${node.self.id} serving on ${node.self.address}`)
-    }),
-    (nodeLayer) => Layer.merge(nodeLayer, serverLayer.pipe(Layer.provide(nodeLayer)))
+    })
   )
 
-const serverLayer: Layer.Layer<never, never, Node | RpcServer.Protocol> = RpcServer.layer(NodeRpcs, {
-  disableTracing: true,
-  disableFatalDefects: true
-}).pipe(
-  Layer.provide(
-    NodeRpcs.toLayer(
-      Effect.gen(function* () {
-        const node = yield* Node
-        return NodeRpcs.of({
-          Ping: ({ sentAt }) =>
-            Effect.map(
-              Clock.currentTimeMillis,
-              (receivedAt) => new Pong({ node: node.self.id, sentAt, receivedAt })
-            ),
-          Info: () => Effect.succeed(node.self)
-        })
-      })
+/**
+ * Serves `group` on this node's endpoint, with handlers from `group.toLayer(...)`:
+ * ```ts
+ * Node.layerServe(Counters).pipe(Layer.provide(Counters.toLayer({ Get: ... })))
+ * ```
+ * Peers call it with `node.clientFor(Counters)(nodeId)`. The raw equivalent is
+ * `RpcServer.layer(group)` on an endpoint of your own: that path runs `RpcMiddleware` and spans,
+ * which this fast path does not (groups with middleware are refused).
+ */
+export const layerServe = <Rpcs extends Rpc.Any>(
+  group: RpcGroup.RpcGroup<Rpcs>
+): Layer.Layer<never, never, Node | Rpc.ToHandler<Rpcs>> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(Node, (node) =>
+      Effect.flatMap(Effect.context<Rpc.ToHandler<Rpcs>>(), (handlers) => node.serve(group, handlers))
     )
   )
-)

@@ -121,7 +121,9 @@ export const make = (): Network => {
           Effect.catchAllCause((cause) => Effect.logWarning("in-memory delivery failed", cause))
         )
       ),
-      Effect.forever
+      Effect.forever,
+      // a connection opens inside whatever sends first, which may be an uninterruptible region
+      Effect.interruptible
     )
 
   const enqueue = <A>(queue: Queue.Queue<Packet<A>>, message: A, from: string, to: string) =>

@@ -1,0 +1,475 @@
+import * as Headers from "@effect/platform/Headers"
+import type * as Rpc from "@effect/rpc/Rpc"
+import { exitSchema } from "@effect/rpc/Rpc"
+import type * as RpcClient from "@effect/rpc/RpcClient"
+import { RpcClientError } from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
+import { constPong } from "@effect/rpc/RpcMessage"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
+import type * as RpcServer from "@effect/rpc/RpcServer"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import type { ParseError } from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+
+/**
+ * Node RPC without the per-call machinery of `RpcClient.make` / `RpcServer.make`: the same wire
+ * messages (`RpcMessage.FromClientEncoded` / `FromServerEncoded`) over the same protocols, with every
+ * Schema codec compiled once per rpc, no span per call, no fiber per call on the caller (a call is
+ * one `Effect.async` resumed by the connection's reader), and one fiber per request on the callee.
+ * Payloads, successes, errors and stream chunks still cross the boundary through their Schemas.
+ */
+
+interface Compiled {
+  readonly rpc: Rpc.AnyWithProps
+  readonly isStream: boolean
+  readonly makePayload: (payload: unknown) => unknown
+  readonly encodePayload: (payload: unknown) => Either.Either<unknown, ParseError>
+  readonly decodePayload: (encoded: unknown) => Either.Either<unknown, ParseError>
+  readonly encodeExit: (exit: Exit.Exit<unknown, unknown>) => Either.Either<ExitEncoded, ParseError>
+  readonly decodeExit: (encoded: unknown) => Either.Either<Exit.Exit<unknown, unknown>, ParseError>
+  readonly encodeChunk: (values: ReadonlyArray<unknown>) => Either.Either<unknown, ParseError>
+  readonly decodeChunk: (encoded: unknown) => Either.Either<ReadonlyArray<unknown>, ParseError>
+}
+
+const compiledCache = new WeakMap<Rpc.AnyWithProps, Compiled>()
+
+const noMiddleware = (rpc: Rpc.AnyWithProps) => {
+  if (rpc.middlewares.size > 0) {
+    throw new Error(
+      `Foundation node RPC does not run RpcMiddleware (rpc ${rpc._tag}); serve that group with RpcServer/RpcClient`
+    )
+  }
+}
+
+const compile = (rpc: Rpc.AnyWithProps): Compiled => {
+  const cached = compiledCache.get(rpc)
+  if (cached) return cached
+  noMiddleware(rpc)
+  const payloadSchema = rpc.payloadSchema as Schema.Schema<unknown, unknown> & {
+    readonly make?: (input: unknown) => unknown
+  }
+  // a plain struct payload is validated by its encoder; classes and defaults need their constructor
+  const make = payloadSchema.make
+  const makePayload =
+    payloadSchema.ast._tag === "TypeLiteral" || make === undefined
+      ? (payload: unknown) => payload
+      : (payload: unknown) => make.call(payloadSchema, payload)
+  const exit = exitSchema(rpc as unknown as Rpc.Any) as unknown as Schema.Schema<
+    Exit.Exit<unknown, unknown>,
+    ExitEncoded
+  >
+  const streamSchemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
+  const chunk = Option.isSome(streamSchemas)
+    ? (Schema.Array(streamSchemas.value.success) as unknown as Schema.Schema<ReadonlyArray<unknown>, unknown>)
+    : (Schema.Array(Schema.Unknown) as Schema.Schema<ReadonlyArray<unknown>, unknown>)
+  const compiled: Compiled = {
+    rpc,
+    isStream: Option.isSome(streamSchemas),
+    makePayload,
+    encodePayload: Schema.encodeUnknownEither(payloadSchema),
+    decodePayload: Schema.decodeUnknownEither(payloadSchema),
+    encodeExit: Schema.encodeEither(exit),
+    decodeExit: Schema.decodeUnknownEither(exit),
+    encodeChunk: Schema.encodeEither(chunk),
+    decodeChunk: Schema.decodeUnknownEither(chunk)
+  }
+  compiledCache.set(rpc, compiled)
+  return compiled
+}
+
+const protocolDefect = Schema.Exit({ success: Schema.Unknown, failure: Schema.Never, defect: Schema.Defect })
+const encodeDefectExit = Schema.encodeSync(protocolDefect)
+
+/** The encoded `Exit.die(defect)`, for requests that never reach a handler. */
+const dieEncoded = (defect: unknown): ExitEncoded => encodeDefectExit(Exit.die(defect)) as ExitEncoded
+
+type ExitEncoded = Schema.ExitEncoded<unknown, unknown, unknown>
+
+// -----------------------------------------------------------------------------
+// Client
+// -----------------------------------------------------------------------------
+
+type Waiting =
+  | {
+      readonly _tag: "Effect"
+      readonly compiled: Compiled
+      exit: Exit.Exit<unknown, unknown> | undefined
+      resume: ((exit: Exit.Exit<unknown, unknown>) => void) | undefined
+    }
+  | {
+      readonly _tag: "Stream"
+      readonly compiled: Compiled
+      readonly mailbox: Mailbox.Mailbox<unknown, unknown>
+    }
+
+/** One connection's client side: the requests waiting for an answer, and the typed clients over it. */
+export interface Link {
+  readonly client: <Rpcs extends Rpc.Any>(
+    group: RpcGroup.RpcGroup<Rpcs>
+  ) => RpcClient.RpcClient<Rpcs, RpcClientError>
+}
+
+/**
+ * Runs the client side of `protocol`: answers are matched to waiting calls by request id, decoded
+ * through the rpc's exit Schema and resumed in place. A `ClientProtocolError` (the connection failed)
+ * fails every waiting call with it; a `Defect` frame kills them.
+ */
+export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Link, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const waiting = new Map<string, Waiting>()
+    let nextId = 0
+    const clients = new WeakMap<RpcGroup.RpcGroup<any>, unknown>()
+
+    const settle = (entry: Waiting, exit: Exit.Exit<unknown, unknown>) => {
+      if (entry._tag === "Stream") {
+        entry.mailbox.unsafeDone(Exit.asVoid(exit))
+      } else if (entry.resume) {
+        entry.resume(exit)
+      } else {
+        entry.exit = exit
+      }
+    }
+
+    const failAll = (exit: Exit.Exit<never, unknown>) => {
+      const entries = Array.from(waiting.values())
+      waiting.clear()
+      for (const entry of entries) settle(entry, exit)
+    }
+
+    const onChunk = (requestId: string, values: unknown) => {
+      const entry = waiting.get(requestId)
+      if (!entry || entry._tag !== "Stream") return Effect.void
+      const decoded = entry.compiled.decodeChunk(values)
+      if (Either.isLeft(decoded)) {
+        waiting.delete(requestId)
+        entry.mailbox.unsafeDone(Exit.die(decoded.left))
+        return send({ _tag: "Interrupt", requestId })
+      }
+      const ack = protocol.supportsAck ? send({ _tag: "Ack", requestId }) : Effect.void
+      const rest = entry.mailbox.unsafeOfferAll(decoded.right)
+      if (rest.length === 0) return ack
+      // the consumer's buffer is full: acknowledge once it has room, so the server waits
+      return Effect.forkDaemon(Effect.zipRight(entry.mailbox.offerAll(rest), ack))
+    }
+
+    const onMessage = (message: FromServerEncoded): Effect.Effect<void> => {
+      switch (message._tag) {
+        case "Exit": {
+          const entry = waiting.get(message.requestId)
+          if (!entry) return Effect.void
+          waiting.delete(message.requestId)
+          const decoded = entry.compiled.decodeExit(message.exit)
+          settle(entry, Either.isRight(decoded) ? decoded.right : Exit.die(decoded.left))
+          return Effect.void
+        }
+        case "Chunk":
+          return onChunk(message.requestId, message.values)
+        case "Defect":
+          failAll(Exit.die(message.defect))
+          return Effect.void
+        case "ClientProtocolError":
+          failAll(Exit.fail(message.error))
+          return Effect.void
+        default:
+          return Effect.void
+      }
+    }
+
+    const send = (message: FromClientEncoded) =>
+      Effect.catchAll(protocol.send(message), () => Effect.void) as Effect.Effect<void>
+
+    yield* protocol
+      .run((message) => Effect.suspend(() => onMessage(message)))
+      .pipe(Effect.interruptible, Effect.forkScoped)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() =>
+        failAll(Exit.fail(new RpcClientError({ reason: "Protocol", message: "the connection was closed" })))
+      )
+    )
+
+    const request = (
+      compiled: Compiled,
+      id: string,
+      payload: unknown,
+      headers: Headers.Input | undefined
+    ): Either.Either<FromClientEncoded, ParseError> =>
+      Either.map(compiled.encodePayload(compiled.makePayload(payload)), (encoded) => ({
+        _tag: "Request" as const,
+        id,
+        tag: compiled.rpc._tag,
+        payload: encoded,
+        headers: headers === undefined ? [] : Object.entries(Headers.fromInput(headers))
+      }))
+
+    const call = (
+      compiled: Compiled,
+      payload: unknown,
+      options: { readonly headers?: Headers.Input; readonly discard?: boolean } | undefined
+    ): Effect.Effect<unknown, unknown> =>
+      Effect.suspend(() => {
+        const id = String(nextId++)
+        const message = request(compiled, id, payload, options?.headers)
+        if (Either.isLeft(message)) return Effect.die(message.left)
+        if (options?.discard) return protocol.send(message.right)
+        const entry: Waiting = { _tag: "Effect", compiled, exit: undefined, resume: undefined }
+        waiting.set(id, entry)
+        return protocol.send(message.right).pipe(
+          Effect.onError(() => Effect.sync(() => waiting.delete(id))),
+          Effect.zipRight(
+            Effect.async<unknown, unknown>((resume) => {
+              if (entry.exit) return resume(entry.exit)
+              entry.resume = resume
+              return Effect.suspend(() =>
+                waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
+              )
+            })
+          )
+        )
+      })
+
+    const stream = (
+      compiled: Compiled,
+      payload: unknown,
+      options: { readonly headers?: Headers.Input; readonly streamBufferSize?: number } | undefined
+    ): Effect.Effect<Mailbox.ReadonlyMailbox<unknown, unknown>, never, Scope.Scope> =>
+      Effect.gen(function* () {
+        const id = String(nextId++)
+        const message = request(compiled, id, payload, options?.headers)
+        if (Either.isLeft(message)) return yield* Effect.die(message.left)
+        const mailbox = yield* Mailbox.make<unknown, unknown>(options?.streamBufferSize ?? 16)
+        waiting.set(id, { _tag: "Stream", compiled, mailbox })
+        yield* Effect.addFinalizer(() =>
+          waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
+        )
+        yield* protocol.send(message.right).pipe(
+          Effect.catchAll((error) =>
+            Effect.sync(() => {
+              waiting.delete(id)
+              mailbox.unsafeDone(Exit.fail(error))
+            })
+          )
+        )
+        return mailbox
+      })
+
+    const typed = (group: RpcGroup.RpcGroup<any>) => {
+      const client: Record<string, any> = {}
+      for (const rpc of group.requests.values() as Iterable<Rpc.AnyWithProps>) {
+        const compiled = compile(rpc)
+        const dot = rpc._tag.indexOf(".")
+        const prefix = dot === -1 ? undefined : rpc._tag.slice(0, dot)
+        const target = prefix === undefined ? client : (client[prefix] ??= {})
+        target[prefix === undefined ? rpc._tag : rpc._tag.slice(dot + 1)] = compiled.isStream
+          ? (payload: unknown, options?: { asMailbox?: boolean; headers?: Headers.Input }) => {
+              const mailbox = stream(compiled, payload, options)
+              return options?.asMailbox ? mailbox : Stream.unwrapScoped(Effect.map(mailbox, Mailbox.toStream))
+            }
+          : (payload: unknown, options?: { headers?: Headers.Input; discard?: boolean }) =>
+              call(compiled, payload, options)
+      }
+      return client
+    }
+
+    return {
+      client: <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>) => {
+        let client = clients.get(group)
+        if (!client) {
+          client = typed(group)
+          clients.set(group, client)
+        }
+        return client as RpcClient.RpcClient<Rpcs, RpcClientError>
+      }
+    }
+  })
+
+// -----------------------------------------------------------------------------
+// Server
+// -----------------------------------------------------------------------------
+
+interface Served {
+  readonly compiled: Compiled
+  readonly handler: Rpc.Handler<string>
+  readonly runtime: Runtime.Runtime<never>
+}
+
+/** The handlers of an endpoint, by rpc tag; groups are added and removed while it serves. */
+export interface Handlers {
+  readonly add: <Rpcs extends Rpc.Any>(
+    group: RpcGroup.RpcGroup<Rpcs>,
+    context: Context.Context<never>
+  ) => Effect.Effect<void, never, Scope.Scope>
+}
+
+/**
+ * Serves every group added to the returned `Handlers` on `protocol`. Each request runs in its own
+ * fiber (`Runtime.runFork`), which encodes and sends its own exit; `Interrupt` interrupts it, a
+ * disconnect interrupts all of a client's requests, `Ping` is answered with `Pong`. A request for an
+ * unknown tag, or whose payload fails its Schema, is answered with a defect naming the problem, and
+ * the connection keeps serving.
+ */
+export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handlers, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const served = new Map<string, Served>()
+    const clients = new Map<number, Map<string, Fiber.RuntimeFiber<unknown, unknown>>>()
+    const latches = new Map<string, Effect.Latch>()
+    const base = yield* Effect.runtime<never>()
+
+    const respond = (clientId: number, message: FromServerEncoded) => protocol.send(clientId, message)
+
+    const exitMessage = (compiled: Compiled, requestId: string, exit: Exit.Exit<unknown, unknown>) => {
+      const encoded = compiled.encodeExit(exit)
+      return {
+        _tag: "Exit" as const,
+        requestId,
+        exit: Either.isRight(encoded) ? encoded.right : dieEncoded(encoded.left)
+      }
+    }
+
+    const streamBody = (
+      entry: Served,
+      clientId: number,
+      requestId: string,
+      stream: Stream.Stream<unknown, unknown>
+    ): Effect.Effect<void, unknown> => {
+      const latch = protocol.supportsAck ? Effect.unsafeMakeLatch(false) : undefined
+      if (latch) latches.set(`${clientId}:${requestId}`, latch)
+      return Stream.runForEachChunk(stream, (chunk) => {
+        if (Chunk.isEmpty(chunk)) return Effect.void
+        const encoded = entry.compiled.encodeChunk(Chunk.toReadonlyArray(chunk))
+        if (Either.isLeft(encoded)) return Effect.die(encoded.left)
+        const write = respond(clientId, {
+          _tag: "Chunk",
+          requestId,
+          values: encoded.right as [unknown, ...Array<unknown>]
+        })
+        if (!latch) return write
+        latch.unsafeClose()
+        return Effect.zipRight(write, latch.await)
+      }).pipe(Effect.ensuring(Effect.sync(() => latches.delete(`${clientId}:${requestId}`))))
+    }
+
+    const start = (clientId: number, message: Extract<FromClientEncoded, { _tag: "Request" }>) => {
+      const entry = served.get(message.tag)
+      if (!entry) {
+        return respond(clientId, {
+          _tag: "Exit",
+          requestId: message.id,
+          exit: dieEncoded(`Unknown request tag: ${message.tag}`)
+        })
+      }
+      const payload = entry.compiled.decodePayload(message.payload)
+      if (Either.isLeft(payload)) {
+        return respond(clientId, {
+          _tag: "Exit",
+          requestId: message.id,
+          exit: dieEncoded(new Error(`Invalid payload for ${message.tag}: ${payload.left.message}`))
+        })
+      }
+      const result = entry.handler.handler(payload.right, {
+        clientId,
+        headers: message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers)
+      }) as unknown
+      const wrapped = typeof result === "object" && result !== null && "value" in result && "fork" in result
+      const value = (wrapped ? (result as { value: unknown }).value : result) as
+        | Effect.Effect<unknown, unknown>
+        | Stream.Stream<unknown, unknown>
+      const body = entry.compiled.isStream
+        ? streamBody(entry, clientId, message.id, value as Stream.Stream<unknown, unknown>)
+        : (value as Effect.Effect<unknown, unknown>)
+      const uninterruptible = wrapped && (result as { uninterruptible?: boolean }).uninterruptible === true
+      const effect = Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.exit(uninterruptible ? body : restore(body)), (exit) =>
+          respond(clientId, exitMessage(entry.compiled, message.id, exit))
+        )
+      )
+      const fibers = clients.get(clientId) ?? new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
+      clients.set(clientId, fibers)
+      const fiber = Runtime.runFork(entry.runtime, effect)
+      fibers.set(message.id, fiber)
+      fiber.addObserver(() => fibers.delete(message.id))
+      return Effect.void
+    }
+
+    yield* protocol.disconnects.take.pipe(
+      Effect.flatMap((clientId) =>
+        Effect.suspend(() => {
+          const fibers = clients.get(clientId)
+          clients.delete(clientId)
+          if (fibers) for (const fiber of fibers.values()) fiber.unsafeInterruptAsFork(fiber.id())
+          return Effect.void
+        })
+      ),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    yield* protocol
+      .run((clientId, message) =>
+        Effect.suspend(() => {
+          switch (message._tag) {
+            case "Request":
+              return start(clientId, message)
+            case "Ack":
+              latches.get(`${clientId}:${message.requestId}`)?.unsafeOpen()
+              return Effect.void
+            case "Interrupt": {
+              const fiber = clients.get(clientId)?.get(message.requestId)
+              if (fiber) fiber.unsafeInterruptAsFork(fiber.id())
+              return Effect.void
+            }
+            case "Ping":
+              return respond(clientId, constPong)
+            default:
+              return Effect.void
+          }
+        })
+      )
+      .pipe(Effect.interruptible, Effect.forkScoped)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(
+        Array.from(clients.values()).flatMap((fibers) => Array.from(fibers.values())),
+        (fiber) => fiber.interruptAsFork(fiber.id()),
+        { discard: true }
+      )
+    )
+
+    return {
+      add: (group, context) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const tags: Array<string> = []
+            for (const rpc of group.requests.values() as Iterable<Rpc.AnyWithProps>) {
+              if (served.has(rpc._tag)) throw new Error(`rpc ${rpc._tag} is already served on this node`)
+              const handler = context.unsafeMap.get(rpc.key) as Rpc.Handler<string> | undefined
+              if (!handler) throw new Error(`no handler for rpc ${rpc._tag} (provide the group's toLayer)`)
+              served.set(rpc._tag, {
+                compiled: compile(rpc),
+                handler,
+                runtime: Runtime.make({
+                  context: Context.merge(base.context, handler.context),
+                  fiberRefs: base.fiberRefs,
+                  // the endpoint is built inside an uninterruptible layer; requests must stay interruptible
+                  runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+                })
+              })
+              tags.push(rpc._tag)
+            }
+            return tags
+          }),
+          (tags) => Effect.sync(() => tags.forEach((tag) => served.delete(tag)))
+        ).pipe(Effect.asVoid, Effect.orDie)
+    }
+  })
