@@ -1,52 +1,149 @@
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as Socket from "@effect/platform/Socket"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
+import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
+import { constPing } from "@effect/rpc/RpcMessage"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Schedule from "effect/Schedule"
+import * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Net from "node:net"
+import { makeCoalescingWriter } from "./coalescingWriter.js"
+
+const pingInterval = Duration.seconds(10)
+
+const protocolError = (message: string, cause?: unknown) =>
+  new RpcClientError({ reason: "Protocol", message, cause })
 
 /**
- * `RpcClient.makeProtocolSocket(options)` over `NodeSocket.makeNet({ host, port, openTimeout })`,
- * msgpack. One change: the engine turns a failed socket write (EPIPE when the peer has just died)
- * into a defect, which the cluster hands to the caller as its reply; here it fails that send with
- * `RpcClientError`, which the cluster treats as `RunnerUnavailable` and retries.
+ * A client `RpcClient.Protocol` on a raw `net.Socket`, msgpack framed, replacing
+ * `RpcClient.makeProtocolSocket` over `NodeSocket.makeNet`, which waits for the kernel's write
+ * callback on every frame (an async suspension per call) and forks a fiber per read.
+ *
+ * - Writes are coalesced: the frames sent in one tick leave as one `socket.write`.
+ * - Reads: every frame of a chunk is handed to the client in one fiber.
+ * - A connection error is reported to the client as `ClientProtocolError` (which fails every
+ *   request in flight with it), and sends fail with it until a reconnect succeeds
+ *   (`retrySchedule`, default every 500 ms). With `retryTransientErrors`, a failed open is retried
+ *   silently instead (requests wait for the connection).
+ * - Every 10 s the connection is pinged; no `Pong` within the next 10 s closes it.
  */
 export const make = (
   address: { readonly host: string; readonly port: number },
   options: {
     readonly openTimeout: number
     readonly retryTransientErrors?: boolean | undefined
-    readonly retrySchedule?: Schedule.Schedule<unknown, Socket.SocketError> | undefined
+    readonly retrySchedule?: Schedule.Schedule<unknown, unknown> | undefined
   }
 ): Effect.Effect<RpcClient.Protocol["Type"], never, Scope.Scope> =>
-  NodeSocket.makeNet({ host: address.host, port: address.port, openTimeout: options.openTimeout }).pipe(
-    Effect.orDie,
-    Effect.flatMap((socket) =>
-      RpcClient.makeProtocolSocket({
-        retryTransientErrors: options.retryTransientErrors,
-        retrySchedule: options.retrySchedule
-      }).pipe(
-        Effect.provideService(Socket.Socket, socket),
-        Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.msgPack)
-      )
-    ),
-    Effect.map((protocol) => ({
-      ...protocol,
-      send: (request, transferables) =>
-        protocol.send(request, transferables).pipe(
-          Effect.catchAllDefect((defect) =>
-            Socket.isSocketError(defect)
-              ? Effect.fail(
-                  new RpcClientError({
-                    reason: "Protocol",
-                    message: "Error writing to the socket",
-                    cause: defect
-                  })
-                )
-              : Effect.die(defect)
-          )
+  RpcClient.Protocol.make((writeResponse) =>
+    Effect.gen(function* () {
+      const runtime = yield* Effect.runtime<never>()
+      const runFork = Runtime.runFork(runtime)
+      const serialization = RpcSerialization.msgPack
+      let parser = serialization.unsafeMake()
+      let socket: Net.Socket | undefined
+      let currentError: RpcClientError | undefined
+      let awaitingPong = false
+      const writer = makeCoalescingWriter()
+      let lastAttemptOpened = false
+
+      const deliver = (responses: ReadonlyArray<FromServerEncoded>) => {
+        if (responses.length === 0) return
+        for (const response of responses) if (response._tag === "Pong") awaitingPong = false
+        runFork(
+          responses.length === 1
+            ? writeResponse(responses[0]!)
+            : Effect.forEach(responses, writeResponse, { discard: true })
         )
-    }))
+      }
+
+      // one connection's life: resolves when it closes, with the reason
+      const connection = Effect.async<never, RpcClientError>((resume) => {
+        const conn = Net.connect({ host: address.host, port: address.port, noDelay: true })
+        let opened = false
+        lastAttemptOpened = false
+        const openTimer = setTimeout(
+          () => conn.destroy(new Error("Connection timed out")),
+          options.openTimeout
+        )
+        conn.on("connect", () => {
+          clearTimeout(openTimer)
+          opened = true
+          lastAttemptOpened = true
+          parser = serialization.unsafeMake()
+          socket = conn
+          currentError = undefined
+          awaitingPong = false
+          writer.attach(conn)
+        })
+        conn.on("data", (chunk: Buffer) => {
+          let responses: ReadonlyArray<FromServerEncoded>
+          try {
+            responses = parser.decode(chunk) as ReadonlyArray<FromServerEncoded>
+          } catch (cause) {
+            conn.destroy(cause instanceof Error ? cause : new Error(String(cause)))
+            return
+          }
+          deliver(responses)
+        })
+        conn.on("error", () => {})
+        conn.on("close", () => {
+          clearTimeout(openTimer)
+          if (socket === conn) socket = undefined
+          writer.detach(conn)
+          const error = conn.errored ?? undefined
+          resume(
+            Effect.fail(
+              opened
+                ? protocolError("Error in socket", error ?? new Error("connection closed"))
+                : protocolError(`Could not connect to ${address.host}:${address.port}`, error)
+            )
+          )
+        })
+        return Effect.sync(() => {
+          clearTimeout(openTimer)
+          writer.detach(conn)
+          conn.destroy()
+        })
+      })
+
+      yield* connection.pipe(
+        Effect.tapError((error) =>
+          Effect.suspend(() => {
+            writer.clear()
+            if (options.retryTransientErrors && !lastAttemptOpened) return Effect.void
+            currentError = error
+            return writeResponse({ _tag: "ClientProtocolError", error })
+          })
+        ),
+        Effect.retry(options.retrySchedule ?? Schedule.spaced(Duration.millis(500))),
+        Effect.interruptible,
+        Effect.forkScoped
+      )
+
+      yield* Effect.suspend(() => {
+        if (!socket) return Effect.void
+        if (awaitingPong) {
+          socket.destroy(new Error("ping timeout"))
+          return Effect.void
+        }
+        awaitingPong = true
+        writer.write(parser.encode(constPing)!)
+        return Effect.void
+      }).pipe(Effect.delay(pingInterval), Effect.forever, Effect.interruptible, Effect.forkScoped)
+
+      return {
+        send: (request: FromClientEncoded) =>
+          Effect.suspend(() => {
+            if (currentError) return Effect.fail(currentError)
+            const encoded = parser.encode(request)
+            if (encoded !== undefined) writer.write(encoded)
+            return Effect.void
+          }),
+        supportsAck: true,
+        supportsTransferables: false
+      }
+    })
   )

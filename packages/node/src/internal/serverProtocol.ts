@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { makeCoalescingWriter } from "./coalescingWriter.js"
 
 const encodeMalformed = Schema.encodeSync(MalformedFrame)
 
@@ -82,7 +83,8 @@ export const make = Effect.gen(function* () {
     Effect.gen(function* () {
       const parser = serialization.unsafeMake()
       const id = nextClientId++
-      const remote = Option.match(yield* Effect.serviceOption(NodeSocket.NetSocket), {
+      const netSocket = yield* Effect.serviceOption(NodeSocket.NetSocket)
+      const remote = Option.match(netSocket, {
         onNone: () => "unknown peer",
         onSome: (conn) => `${conn.remoteAddress}:${conn.remotePort}`
       })
@@ -93,7 +95,14 @@ export const make = Effect.gen(function* () {
           return disconnects.offer(id)
         })
       )
-      const writeRaw = yield* socket.writer
+      const writeRaw = yield* Option.match(netSocket, {
+        onNone: () => socket.writer,
+        onSome: (conn) => {
+          const writer = makeCoalescingWriter()
+          writer.attach(conn)
+          return Effect.succeed((frame: Uint8Array | string) => Effect.sync(() => writer.write(frame)))
+        }
+      })
       const write = (response: FromServerEncoded): Effect.Effect<void> => {
         try {
           const encoded = parser.encode(response)
