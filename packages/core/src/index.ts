@@ -1,6 +1,7 @@
 /**
  * @foundation/core: BEAM-style distributed programming on `@effect/cluster`.
  */
+export * as ClusterConfig from "./ClusterConfig.js"
 export * as FailureDetector from "./FailureDetector.js"
 export * as Foundation from "./Foundation.js"
 export * as Node from "./Node.js"

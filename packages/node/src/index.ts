@@ -5,6 +5,7 @@
 export * as Cli from "./Cli.js"
 export * as Demo from "./Demo.js"
 export * as FoundationNode from "./FoundationNode.js"
+export * as NodeClusterConfig from "./NodeClusterConfig.js"
 export * as Sample from "./Sample.js"
 export * as SocketTransport from "./SocketTransport.js"
 export * as SqlStorage from "./SqlStorage.js"
