@@ -1,4 +1,4 @@
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as SocketTransport from "../src/SocketTransport.js"
 import { Node } from "@foundation/core/Node"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -23,7 +23,7 @@ const sendRaw = (port: number, bytes: Uint8Array, end: boolean) =>
       clearTimeout(timer)
       socket.destroy()
       const data = Buffer.concat(received)
-      const frames = data.length > 0 ? RpcSerialization.msgPack.unsafeMake().decode(data) : []
+      const frames = data.length > 0 ? SocketTransport.serialization.unsafeMake().decode(data) : []
       resume(Effect.succeed({ frames, closedByServer }))
     }
     const socket = Net.connect({ host: "127.0.0.1", port }, () => {
@@ -36,7 +36,7 @@ const sendRaw = (port: number, bytes: Uint8Array, end: boolean) =>
     const timer = setTimeout(() => finish(false), 3000)
   })
 
-const encode = (value: unknown) => RpcSerialization.msgPack.unsafeMake().encode(value) as Uint8Array
+const encode = (value: unknown) => SocketTransport.serialization.unsafeMake().encode(value) as Uint8Array
 
 const pseudoRandom = (length: number, seed: number) => {
   const bytes = new Uint8Array(length)

@@ -70,6 +70,11 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
     ExitEncoded
   >
   const streamSchemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
+  const success = (Option.isSome(streamSchemas) ? Schema.Void : rpc.successSchema) as Schema.Schema<unknown>
+  const encodeSuccess = Schema.encodeEither(success)
+  const decodeSuccess = Schema.decodeUnknownEither(success)
+  const encodeFullExit = Schema.encodeEither(exit)
+  const decodeFullExit = Schema.decodeUnknownEither(exit)
   const chunk = Option.isSome(streamSchemas)
     ? (Schema.Array(streamSchemas.value.success) as unknown as Schema.Schema<ReadonlyArray<unknown>, unknown>)
     : (Schema.Array(Schema.Unknown) as Schema.Schema<ReadonlyArray<unknown>, unknown>)
@@ -79,8 +84,15 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
     makePayload,
     encodePayload: Schema.encodeUnknownEither(payloadSchema),
     decodePayload: Schema.decodeUnknownEither(payloadSchema),
-    encodeExit: Schema.encodeEither(exit),
-    decodeExit: Schema.decodeUnknownEither(exit),
+    // successes skip the generic Exit/Cause codec: same wire shape, a fraction of the work
+    encodeExit: (result) =>
+      Exit.isSuccess(result)
+        ? Either.map(encodeSuccess(result.value), (value): ExitEncoded => ({ _tag: "Success", value }))
+        : encodeFullExit(result),
+    decodeExit: (encoded) =>
+      (encoded as ExitEncoded | undefined)?._tag === "Success"
+        ? Either.map(decodeSuccess((encoded as { readonly value: unknown }).value), Exit.succeed)
+        : decodeFullExit(encoded),
     encodeChunk: Schema.encodeEither(chunk),
     decodeChunk: Schema.decodeUnknownEither(chunk)
   }

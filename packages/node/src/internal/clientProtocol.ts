@@ -2,7 +2,7 @@ import * as RpcClient from "@effect/rpc/RpcClient"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
 import { constPing } from "@effect/rpc/RpcMessage"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import type * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
@@ -33,6 +33,7 @@ export const make = (
   address: { readonly host: string; readonly port: number },
   options: {
     readonly openTimeout: number
+    readonly serialization: RpcSerialization.RpcSerialization["Type"]
     readonly retryTransientErrors?: boolean | undefined
     readonly retrySchedule?: Schedule.Schedule<unknown, unknown> | undefined
   }
@@ -41,7 +42,7 @@ export const make = (
     Effect.gen(function* () {
       const runtime = yield* Effect.runtime<never>()
       const runFork = Runtime.runFork(runtime)
-      const serialization = RpcSerialization.msgPack
+      const serialization = options.serialization
       let parser = serialization.unsafeMake()
       let socket: Net.Socket | undefined
       let currentError: RpcClientError | undefined
