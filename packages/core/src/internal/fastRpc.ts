@@ -237,7 +237,10 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
         const entry: Waiting = { _tag: "Effect", compiled, exit: undefined, resume: undefined }
         waiting.set(id, entry)
         return protocol.send(message.right).pipe(
-          Effect.onError(() => Effect.sync(() => waiting.delete(id))),
+          Effect.catchAll((error) => {
+            waiting.delete(id)
+            return Effect.fail(error)
+          }),
           Effect.zipRight(
             Effect.async<unknown, unknown>((resume) => {
               if (entry.exit) return resume(entry.exit)
