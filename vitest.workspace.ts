@@ -19,6 +19,14 @@ export default defineWorkspace([
   },
   {
     test: {
+      name: "mabeam",
+      include: ["packages/mabeam/test/**/*.test.ts"],
+      testTimeout: 30_000,
+      hookTimeout: 30_000
+    }
+  },
+  {
+    test: {
       name: "node",
       include: ["packages/node/test/**/*.test.ts"],
       testTimeout: 60_000,

@@ -1,11 +1,21 @@
 /**
  * @foundation/core: BEAM-style distributed programming on `@effect/cluster`.
  */
+export * as Channels from "./Channels.js"
 export * as ClusterConfig from "./ClusterConfig.js"
 export * as FailureDetector from "./FailureDetector.js"
 export * as Foundation from "./Foundation.js"
+export * as Health from "./Health.js"
+export * as Metrics from "./Metrics.js"
 export * as Node from "./Node.js"
 export * as NodeDirectory from "./NodeDirectory.js"
 export * as NodeError from "./NodeError.js"
 export * as NodeFault from "./NodeFault.js"
 export * as NodeTransport from "./NodeTransport.js"
+export * as ProcessManager from "./ProcessManager.js"
+export * as Registry from "./Registry.js"
+export * as RegistryStorage from "./RegistryStorage.js"
+export * as SharedConfig from "./SharedConfig.js"
+export * as Supervisor from "./Supervisor.js"
+export * as SupervisorStorage from "./SupervisorStorage.js"
+export * as Vitals from "./Vitals.js"

@@ -8,13 +8,19 @@
  * then `FoundationNode.start(options, Sample.layer(report))` per node; calls go through
  * `Sample.Greeter.client`, membership through `Node.members` and `Node.events`.
  */
+import type { ServeError } from "@effect/platform/HttpServerError"
+import type * as Channels from "@foundation/core/Channels"
 import { Node } from "@foundation/core/Node"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ChannelsDemo from "./demo/Channels.js"
+import * as HealthDemo from "./demo/Health.js"
+import * as MabeamDemo from "./demo/Mabeam.js"
 import * as FoundationNode from "./FoundationNode.js"
 import * as Table from "./internal/table.js"
 import * as Sample from "./Sample.js"
@@ -68,211 +74,224 @@ const ms = (value: number) => `${Math.round(value)} ms`
  * Runs the demo and prints its progress; returns the measurements. Needs no database server and no
  * free port configuration: ports come from `SocketTransport.freePorts`.
  */
-export const run: Effect.Effect<Report, DemoError | FoundationNode.StartError, Scope.Scope> = Effect.gen(
-  function* () {
-    const startedAt = Date.now()
-    yield* Console.log(
-      `Foundation demo: ${count} nodes in one process, loopback TCP, one shared SQLite database (:memory:)\n`
-    )
+export const run: Effect.Effect<
+  Report,
+  | DemoError
+  | FoundationNode.StartError
+  | ServeError
+  | HealthDemo.HealthDemoError
+  | ChannelsDemo.ChannelsDemoError
+  | Channels.InvalidMessage
+  | MabeamDemo.MabeamDemoError,
+  Scope.Scope
+> = Effect.gen(function* () {
+  const startedAt = Date.now()
+  yield* Console.log(
+    `Foundation demo: ${count} nodes in one process, loopback TCP, one shared SQLite database (:memory:)\n`
+  )
 
-    const sql = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" }))
-    const ports = yield* SocketTransport.freePorts(count * 2, host)
-    const reports: Array<Sample.SingletonReport> = []
-    let singletonHost: string | undefined
-    const report = (event: Sample.SingletonReport) =>
-      Effect.sync(() => {
-        reports.push(event)
-        if (event.kind === "started") singletonHost = event.node.id
-        else if (singletonHost === event.node.id) singletonHost = undefined
-      })
+  const sql = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" }))
+  const ports = yield* SocketTransport.freePorts(count * 2, host)
+  const reports: Array<Sample.SingletonReport> = []
+  let singletonHost: string | undefined
+  const report = (event: Sample.SingletonReport) =>
+    Effect.sync(() => {
+      reports.push(event)
+      if (event.kind === "started") singletonHost = event.node.id
+      else if (singletonHost === event.node.id) singletonHost = undefined
+    })
 
-    const nodes = yield* Effect.forEach(
-      Array.from({ length: count }, (_, i) => i),
-      (i) =>
-        FoundationNode.start(
-          { id: `node-${i + 1}`, host, port: ports[i * 2], runnerPort: ports[i * 2 + 1], storage: sql },
-          Sample.layer(report)
-        ),
-      { concurrency: "unbounded" }
-    )
-    const nodeIds = nodes.map((node) => node.info.id)
-    yield* Console.log(
-      Table.render(
-        ["node", "node endpoint", "runner endpoint"],
-        nodes.map((node) => [
-          node.info.id,
-          node.info.address.toString(),
-          `${node.info.runnerAddress.host}:${node.info.runnerAddress.port}`
-        ])
-      )
-    )
-
-    const views = (viewers: typeof nodes) =>
-      Effect.forEach(viewers, (viewer) =>
-        viewer.run(
-          Effect.map(
-            Effect.flatMap(Node, (node) => node.members),
-            (members) => ({ viewer, members })
-          )
-        )
-      )
-    const printMembership = (title: string, viewers: typeof nodes) =>
-      Effect.flatMap(views(viewers), (all) =>
-        Console.log(
-          `\n${title}\n` +
-            Table.render(
-              ["viewer", ...nodeIds],
-              all.map(({ members, viewer }) => [
-                viewer.info.id,
-                ...nodeIds.map((id) => {
-                  const member = members.find((m) => m.info.id === id)
-                  if (!member) return "-"
-                  return member.downReason ? `${member.status} (${member.downReason})` : member.status
-                })
-              ])
-            )
-        )
-      )
-
-    yield* waitFor(
-      "membership",
-      Effect.map(views(nodes), (all) =>
-        all.every(({ members }) => members.length === count && members.every((m) => m.status === "up"))
-          ? true
-          : undefined
+  const nodes = yield* Effect.forEach(
+    Array.from({ length: count }, (_, i) => i),
+    (i) =>
+      FoundationNode.start(
+        { id: `node-${i + 1}`, host, port: ports[i * 2], runnerPort: ports[i * 2 + 1], storage: sql },
+        Layer.mergeAll(Sample.layer(report), HealthDemo.layer, ChannelsDemo.layer, MabeamDemo.layer)
       ),
-      { timeoutMs: 15_000, intervalMs: 50 }
+    { concurrency: "unbounded" }
+  )
+  const nodeIds = nodes.map((node) => node.info.id)
+  yield* Console.log(
+    Table.render(
+      ["node", "node endpoint", "runner endpoint"],
+      nodes.map((node) => [
+        node.info.id,
+        node.info.address.toString(),
+        `${node.info.runnerAddress.host}:${node.info.runnerAddress.port}`
+      ])
     )
-    yield* Console.log(`\nall ${count} nodes see each other up after ${ms(Date.now() - startedAt)}`)
+  )
 
-    const placements = (caller: (typeof nodes)[number], ids: ReadonlyArray<string>) =>
-      caller
-        .run(
-          Effect.flatMap(Sample.Greeter.client, (client) =>
-            Effect.forEach(ids, (id) => client(id).Where().pipe(Effect.timeout("10 seconds")), {
-              concurrency: "unbounded"
-            })
-          )
+  const views = (viewers: typeof nodes) =>
+    Effect.forEach(viewers, (viewer) =>
+      viewer.run(
+        Effect.map(
+          Effect.flatMap(Node, (node) => node.members),
+          (members) => ({ viewer, members })
         )
-        .pipe(Effect.mapError((error) => new DemoError({ step: "placement", detail: error.message })))
-    const snapshot = Effect.map(placements(nodes[0], entityIds), (placed) => ({
-      placed,
-      singleton: singletonHost,
-      key: `${singletonHost}|${placed.map((p) => p.node).join(",")}`,
-      reportCount: reports.length
-    }))
-    let previous = yield* snapshot
-    const settled = yield* waitFor(
-      "placement",
-      Effect.map(snapshot, (current) => {
-        const stable =
-          current.singleton !== undefined &&
-          current.key === previous.key &&
-          current.reportCount === previous.reportCount
-        previous = current
-        return stable ? current : undefined
-      }),
-      { timeoutMs: 20_000, intervalMs: 750 }
+      )
     )
-    yield* printMembership("Membership, as each node sees it", nodes)
-    yield* Console.log(
-      `\nPlacement (settled after ${ms(Date.now() - startedAt)})\n` +
-        Table.render(
-          ["node", "singleton", "Greeter entities"],
-          nodeIds.map((id) => {
-            const mine = settled.placed.filter((p) => p.node === id).map((p) => p.entityId)
-            return [id, settled.singleton === id ? "running" : "-", `${mine.length}: ${mine.join(" ")}`]
+  const printMembership = (title: string, viewers: typeof nodes) =>
+    Effect.flatMap(views(viewers), (all) =>
+      Console.log(
+        `\n${title}\n` +
+          Table.render(
+            ["viewer", ...nodeIds],
+            all.map(({ members, viewer }) => [
+              viewer.info.id,
+              ...nodeIds.map((id) => {
+                const member = members.find((m) => m.info.id === id)
+                if (!member) return "-"
+                return member.downReason ? `${member.status} (${member.downReason})` : member.status
+              })
+            ])
+          )
+      )
+    )
+
+  yield* waitFor(
+    "membership",
+    Effect.map(views(nodes), (all) =>
+      all.every(({ members }) => members.length === count && members.every((m) => m.status === "up"))
+        ? true
+        : undefined
+    ),
+    { timeoutMs: 15_000, intervalMs: 50 }
+  )
+  yield* Console.log(`\nall ${count} nodes see each other up after ${ms(Date.now() - startedAt)}`)
+
+  const placements = (caller: (typeof nodes)[number], ids: ReadonlyArray<string>) =>
+    caller
+      .run(
+        Effect.flatMap(Sample.Greeter.client, (client) =>
+          Effect.forEach(ids, (id) => client(id).Where().pipe(Effect.timeout("10 seconds")), {
+            concurrency: "unbounded"
           })
         )
-    )
-
-    const victim = nodes.find((node) => node.info.id === settled.singleton)!
-    const survivors = nodes.filter((node) => node !== victim)
-    const orphaned = settled.placed.filter((p) => p.node === victim.info.id).map((p) => p.entityId)
-    const downSeen = yield* Effect.forEach(survivors, (survivor) =>
-      Effect.flatMap(Effect.flatten(survivor.run(Effect.map(Node, (node) => node.events))), (events) =>
-        Effect.succeed(
-          events.pipe(
-            Stream.filter((event) => event._tag === "NodeDown" && event.node.id === victim.info.id),
-            Stream.runHead
-          )
-        )
       )
-    )
-    const watchers = yield* Effect.forEach(downSeen, (first) => Effect.fork(first))
-
-    yield* Console.log(
-      `\nCrashing ${victim.info.id}, which hosts the singleton and ${orphaned.length} entities ` +
-        "(storage severed, sockets destroyed, no goodbye)"
-    )
-    const crashedAt = Date.now()
-    const crash = yield* Effect.fork(victim.crash)
-
-    const caller = survivors[0]
-    const answered = yield* caller.run(
-      Effect.flatMap(Sample.Greeter.client, (client) =>
-        Effect.forEach(
-          orphaned,
-          (id) =>
-            waitFor(
-              `entity ${id} after the crash`,
-              client(id)
-                .Where()
-                .pipe(
-                  Effect.timeout("10 seconds"),
-                  Effect.mapError((error) => new DemoError({ step: `entity ${id}`, detail: error.message })),
-                  Effect.map((placement) =>
-                    placement.node === victim.info.id ? undefined : { placement, at: Date.now() }
-                  )
-                ),
-              { timeoutMs: 20_000, intervalMs: 20 }
-            ),
-          { concurrency: "unbounded" }
-        )
-      )
-    )
-    const singleton = yield* waitFor(
-      "singleton after the crash",
-      Effect.sync(() =>
-        reports.find((r) => r.kind === "started" && r.at >= crashedAt && r.node.id !== victim.info.id)
-      ),
-      { timeoutMs: 20_000, intervalMs: 10 }
-    )
-    const downs = yield* Effect.forEach(watchers, (watcher) =>
-      Fiber.join(watcher).pipe(
-        Effect.timeout("10 seconds"),
-        Effect.mapError(() => new DemoError({ step: "detection", detail: "a survivor never saw the crash" }))
-      )
-    )
-    yield* Fiber.join(crash)
-
-    const detection = downs.flatMap((down, i) =>
-      down._tag === "Some" && down.value._tag === "NodeDown"
-        ? [{ viewer: survivors[i].info.id, ms: down.value.at - crashedAt, reason: down.value.reason }]
-        : []
-    )
-    const entitiesMs = Math.max(0, ...answered.map((a) => a.at - crashedAt))
-    const movedTo = survivors
-      .map((s) => `${s.info.id}: ${answered.filter((a) => a.placement.node === s.info.id).length}`)
-      .join(", ")
-    yield* Console.log(
+      .pipe(Effect.mapError((error) => new DemoError({ step: "placement", detail: error.message })))
+  const snapshot = Effect.map(placements(nodes[0], entityIds), (placed) => ({
+    placed,
+    singleton: singletonHost,
+    key: `${singletonHost}|${placed.map((p) => p.node).join(",")}`,
+    reportCount: reports.length
+  }))
+  let previous = yield* snapshot
+  const settled = yield* waitFor(
+    "placement",
+    Effect.map(snapshot, (current) => {
+      const stable =
+        current.singleton !== undefined &&
+        current.key === previous.key &&
+        current.reportCount === previous.reportCount
+      previous = current
+      return stable ? current : undefined
+    }),
+    { timeoutMs: 20_000, intervalMs: 750 }
+  )
+  yield* printMembership("Membership, as each node sees it", nodes)
+  yield* HealthDemo.printEndpoints(nodes)
+  yield* HealthDemo.printSummary(nodes, "Cluster health")
+  yield* ChannelsDemo.run(nodes)
+  yield* MabeamDemo.run(nodes)
+  yield* Console.log(
+    `\nPlacement (settled after ${ms(Date.now() - startedAt)})\n` +
       Table.render(
-        ["after the crash", "ms"],
-        [
-          ...detection.map((d) => [`${d.viewer} declares ${victim.info.id} down (${d.reason})`, ms(d.ms)]),
-          [`singleton runs again, on ${singleton.node.id}`, ms(singleton.at - crashedAt)],
-          [`all ${orphaned.length} entities of ${victim.info.id} answer again (${movedTo})`, ms(entitiesMs)]
-        ]
+        ["node", "singleton", "Greeter entities"],
+        nodeIds.map((id) => {
+          const mine = settled.placed.filter((p) => p.node === id).map((p) => p.entityId)
+          return [id, settled.singleton === id ? "running" : "-", `${mine.length}: ${mine.join(" ")}`]
+        })
+      )
+  )
+
+  const victim = nodes.find((node) => node.info.id === settled.singleton)!
+  const survivors = nodes.filter((node) => node !== victim)
+  const orphaned = settled.placed.filter((p) => p.node === victim.info.id).map((p) => p.entityId)
+  const downSeen = yield* Effect.forEach(survivors, (survivor) =>
+    Effect.flatMap(Effect.flatten(survivor.run(Effect.map(Node, (node) => node.events))), (events) =>
+      Effect.succeed(
+        events.pipe(
+          Stream.filter((event) => event._tag === "NodeDown" && event.node.id === victim.info.id),
+          Stream.runHead
+        )
       )
     )
-    yield* printMembership("Membership after the crash, as the survivors see it", survivors)
-    yield* Console.log(`\ndone in ${ms(Date.now() - startedAt)}`)
-    return {
-      crashed: victim.info.id,
-      detection,
-      singleton: { node: singleton.node.id, ms: singleton.at - crashedAt },
-      entitiesMs,
-      movedEntities: orphaned.length
-    }
+  )
+  const watchers = yield* Effect.forEach(downSeen, (first) => Effect.fork(first))
+
+  yield* Console.log(
+    `\nCrashing ${victim.info.id}, which hosts the singleton and ${orphaned.length} entities ` +
+      "(storage severed, sockets destroyed, no goodbye)"
+  )
+  const crashedAt = Date.now()
+  const crash = yield* Effect.fork(victim.crash)
+
+  const caller = survivors[0]
+  const answered = yield* caller.run(
+    Effect.flatMap(Sample.Greeter.client, (client) =>
+      Effect.forEach(
+        orphaned,
+        (id) =>
+          waitFor(
+            `entity ${id} after the crash`,
+            client(id)
+              .Where()
+              .pipe(
+                Effect.timeout("10 seconds"),
+                Effect.mapError((error) => new DemoError({ step: `entity ${id}`, detail: error.message })),
+                Effect.map((placement) =>
+                  placement.node === victim.info.id ? undefined : { placement, at: Date.now() }
+                )
+              ),
+            { timeoutMs: 20_000, intervalMs: 20 }
+          ),
+        { concurrency: "unbounded" }
+      )
+    )
+  )
+  const singleton = yield* waitFor(
+    "singleton after the crash",
+    Effect.sync(() =>
+      reports.find((r) => r.kind === "started" && r.at >= crashedAt && r.node.id !== victim.info.id)
+    ),
+    { timeoutMs: 20_000, intervalMs: 10 }
+  )
+  const downs = yield* Effect.forEach(watchers, (watcher) =>
+    Fiber.join(watcher).pipe(
+      Effect.timeout("10 seconds"),
+      Effect.mapError(() => new DemoError({ step: "detection", detail: "a survivor never saw the crash" }))
+    )
+  )
+  yield* Fiber.join(crash)
+
+  const detection = downs.flatMap((down, i) =>
+    down._tag === "Some" && down.value._tag === "NodeDown"
+      ? [{ viewer: survivors[i].info.id, ms: down.value.at - crashedAt, reason: down.value.reason }]
+      : []
+  )
+  const entitiesMs = Math.max(0, ...answered.map((a) => a.at - crashedAt))
+  const movedTo = survivors
+    .map((s) => `${s.info.id}: ${answered.filter((a) => a.placement.node === s.info.id).length}`)
+    .join(", ")
+  yield* Console.log(
+    Table.render(
+      ["after the crash", "ms"],
+      [
+        ...detection.map((d) => [`${d.viewer} declares ${victim.info.id} down (${d.reason})`, ms(d.ms)]),
+        [`singleton runs again, on ${singleton.node.id}`, ms(singleton.at - crashedAt)],
+        [`all ${orphaned.length} entities of ${victim.info.id} answer again (${movedTo})`, ms(entitiesMs)]
+      ]
+    )
+  )
+  yield* printMembership("Membership after the crash, as the survivors see it", survivors)
+  yield* HealthDemo.printSummary(survivors, "Cluster health after the crash")
+  yield* Console.log(`\ndone in ${ms(Date.now() - startedAt)}`)
+  return {
+    crashed: victim.info.id,
+    detection,
+    singleton: { node: singleton.node.id, ms: singleton.at - crashedAt },
+    entitiesMs,
+    movedEntities: orphaned.length
   }
-)
+})

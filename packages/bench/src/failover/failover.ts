@@ -8,10 +8,10 @@ import * as Sharding from "@effect/cluster/Sharding"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as net from "node:net"
 import { clientLayer, killWorker, type Mode, startWorker, temporaryDatabase, type Worker } from "./cluster.js"
 import { Probe } from "./Probe.js"
-import { percentile } from "./stats.js"
+import { freePort } from "../shared/processes.js"
+import { percentile } from "../shared/stats.js"
 
 export interface FailoverOptions {
   readonly databaseUrl: string
@@ -19,16 +19,6 @@ export interface FailoverOptions {
   readonly sigstopTrials: number
   readonly baselineTrials: number
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
 
 const log = (line: string) => Effect.sync(() => console.error(line))
 

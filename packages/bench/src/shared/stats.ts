@@ -5,3 +5,6 @@ export const percentile = (values: ReadonlyArray<number>, p: number): number => 
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
   return sorted[rank]!
 }
+
+/** The median of a sample (the lower middle value of an even-sized one). */
+export const median = (values: ReadonlyArray<number>): number => percentile(values, 50)

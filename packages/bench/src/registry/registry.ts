@@ -1,0 +1,138 @@
+/**
+ * `npm run bench -- registry`: three node processes on a throwaway Postgres database, each running
+ * the Registry on SQL storage.
+ *
+ * - `register_per_s`: `names` registrations (10k), a third from each node at once, `concurrency` in
+ *   flight per node; each returns once every node can look the name up. Measured from the first
+ *   start to the last end, after a warm-up round of the same size on other names.
+ * - `lookup_local_p50_us`: one node times `Registry.lookup` of random registered names.
+ * - `visible_everywhere_lag_ms`: one node registers a name, then at once asks the two others over
+ *   node RPC whether they see it; 0 when they all do on the first ask (read-your-writes).
+ * - `facade_overhead_ratio`: `ProcessManager.lookupSingleton` against the raw calls it makes
+ *   (`Registry.lookup` + `Supervisor.refOf`), best of `rounds` rounds each: facade / raw - 1.
+ */
+import * as Effect from "effect/Effect"
+import * as Processes from "../shared/processes.js"
+import { type BenchWorker, awaitMembership, startWorker } from "./cluster.js"
+
+export interface Options {
+  readonly databaseUrl: string
+  readonly names: number
+  readonly concurrency: number
+  readonly lookupSamples: number
+  readonly lagTrials: number
+  /** a directory: CPU-profile every worker (they then exit with SIGTERM, which writes the profile) */
+  readonly profileDir?: string | undefined
+}
+
+const registerRound = (
+  workers: ReadonlyArray<BenchWorker>,
+  prefix: string,
+  names: number,
+  concurrency: number
+) =>
+  Effect.gen(function* () {
+    const slice = Math.ceil(names / workers.length)
+    const results = yield* Effect.forEach(
+      workers,
+      (worker, i) =>
+        worker.command<{ startedAt: number; endedAt: number; failed: number }>("register", {
+          prefix,
+          from: i * slice,
+          to: Math.min(names, (i + 1) * slice),
+          concurrency
+        }),
+      { concurrency: "unbounded" }
+    )
+    const elapsedMs =
+      Math.max(...results.map((r) => r.endedAt)) - Math.min(...results.map((r) => r.startedAt))
+    return {
+      perSecond: Math.round((names / elapsedMs) * 1000),
+      elapsedMs,
+      failed: results.reduce((sum, r) => sum + r.failed, 0)
+    }
+  })
+
+export const runRegistry = (options: Options) =>
+  Effect.gen(function* () {
+    const database = yield* Processes.temporaryDatabase(options.databaseUrl)
+    const ports = yield* Processes.freePorts(6)
+    const members = [0, 1, 2].map((i) => ({
+      id: `w-${i + 1}`,
+      port: ports[i * 2],
+      runnerPort: ports[i * 2 + 1]
+    }))
+    const workers = yield* Effect.acquireRelease(
+      Effect.forEach(members, (member) => startWorker(member, database.url, options.profileDir), {
+        concurrency: "unbounded"
+      }),
+      (workers) =>
+        Effect.gen(function* () {
+          if (options.profileDir) {
+            yield* Effect.forEach(workers, (worker) => worker.command("exit"), { discard: true })
+            yield* Effect.sleep("2 seconds")
+          }
+          yield* Effect.promise(() =>
+            Promise.all(workers.map((worker) => Processes.killWorker(worker.process)))
+          )
+        })
+    )
+    yield* awaitMembership(workers)
+    yield* Effect.sleep("1 second")
+    const [first, ...others] = workers
+
+    const warmup = yield* registerRound(workers, "warm-", options.names, options.concurrency)
+    yield* Effect.logInfo(`warm-up: ${warmup.perSecond}/s`)
+    const round = yield* registerRound(workers, "bench-", options.names, options.concurrency)
+    yield* Effect.logInfo(`registered ${options.names} names in ${round.elapsedMs} ms: ${round.perSecond}/s`)
+    const counts = yield* Effect.forEach(workers, (worker) =>
+      worker.command<{ found: number }>("lookups", {
+        prefix: "bench-",
+        count: options.names,
+        samples: options.names
+      })
+    )
+
+    const lookups = yield* first.command<{ p50: number; p99: number; found: number }>("lookups", {
+      prefix: "bench-",
+      count: options.names,
+      samples: options.lookupSamples
+    })
+    yield* Effect.logInfo(`local lookup p50 ${lookups.p50.toFixed(2)} µs, p99 ${lookups.p99.toFixed(2)} µs`)
+
+    const lag = yield* first.command<{ max: number; p50: number; misses: number; trials: number }>("lag", {
+      trials: options.lagTrials,
+      peers: others.map((worker) => worker.member.id)
+    })
+    yield* Effect.logInfo(`visibility lag over ${lag.trials} trials: max ${lag.max} ms, ${lag.misses} misses`)
+
+    yield* first.command("start", { name: "facade-probe", label: "facade" })
+    const facade = yield* first.command<{ rawUs: number; facadeUs: number; ratio: number }>("facade", {
+      name: "facade-probe",
+      samples: 200_000,
+      rounds: 5
+    })
+    yield* Effect.logInfo(
+      `lookupSingleton: raw ${facade.rawUs.toFixed(3)} µs, facade ${facade.facadeUs.toFixed(3)} µs (${(facade.ratio * 100).toFixed(1)}%)`
+    )
+
+    return {
+      scenario: "registry",
+      nodes: workers.length,
+      storage: "postgres",
+      names: options.names,
+      concurrency_per_node: options.concurrency,
+      register_per_s: round.perSecond,
+      register_elapsed_ms: round.elapsedMs,
+      register_failed: round.failed,
+      warmup_register_per_s: warmup.perSecond,
+      visible_on_every_node: counts.every((count) => count.found === options.names),
+      lookup_local_p50_us: Number(lookups.p50.toFixed(3)),
+      lookup_local_p99_us: Number(lookups.p99.toFixed(3)),
+      visible_everywhere_lag_ms: lag.max,
+      visible_everywhere_lag_trials: lag.trials,
+      facade_overhead_ratio: Number(facade.ratio.toFixed(4)),
+      facade_lookup_us: Number(facade.facadeUs.toFixed(3)),
+      raw_lookup_us: Number(facade.rawUs.toFixed(3))
+    }
+  }).pipe(Effect.scoped)

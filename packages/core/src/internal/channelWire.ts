@@ -1,0 +1,264 @@
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as Effect from "effect/Effect"
+
+/**
+ * The bytes of Channels on the wire. A delivery frame is a run of MessagePack values (the format of
+ * the transport itself, standard msgpack without records, so the encoded size is the analog of
+ * `:erlang.term_to_binary`). It is a sequence of runs, each a header `[topic, seq, flags, count]`
+ * followed by:
+ *
+ * - plain messages (`flags` 0): `count` bodies, the msgpack values of messages `seq` .. `seq + count
+ *   - 1` (a publisher's consecutive messages on a topic share one header);
+ * - a compressed message (`flags` has a compression bit, `count` 1): a bin of the compressed msgpack
+ *   bytes of the message;
+ * - a chunked message (`flags` has `chunked`): `count` bins that concatenate to its body (the msgpack
+ *   bytes, or the compressed bytes). Its parts may continue in the next frames: a frame may start
+ *   with the remaining parts of the previous frame's last message. The frames of one lane from one
+ *   publisher are processed in order, so the parts of a message are contiguous.
+ *
+ * A message is encoded once (`encode`); frames are written per peer straight from the queued bodies.
+ */
+
+export const flags = {
+  deflate: 1,
+  gzip: 2,
+  chunked: 4
+} as const
+
+export type Compression = "deflate" | "gzip"
+
+const plain = RpcSerialization.makeMsgPack({ useRecords: false })
+const encoder = plain.unsafeMake()
+
+/** The msgpack bytes of a value; throws if it cannot be encoded. */
+export const encode = (value: unknown): Uint8Array => encoder.encode(value) as Uint8Array
+
+/**
+ * Every msgpack value in `bytes`. A fresh decoder each time: the transport's decoder keeps an
+ * incomplete tail between calls, which a complete frame never needs and a truncated one must not leave.
+ */
+export const decodeAll = (bytes: Uint8Array): ReadonlyArray<unknown> => plain.unsafeMake().decode(bytes)
+
+const topicCache = new Map<string, Uint8Array>()
+
+/** A topic's msgpack string, encoded once. */
+export const topicBytes = (topic: string): Uint8Array => {
+  let bytes = topicCache.get(topic)
+  if (bytes === undefined) {
+    bytes = Uint8Array.from(encode(topic))
+    if (topicCache.size < 10_000) topicCache.set(topic, bytes)
+  }
+  return bytes
+}
+
+/** One message queued for sending: the same object in every subscribing node's queue. */
+export interface Outgoing {
+  readonly topic: Uint8Array
+  readonly seq: number
+  /** compression bits */
+  readonly flags: number
+  /** the msgpack bytes of the message, or its compressed bytes */
+  readonly body: Uint8Array
+  /** the body travels in parts */
+  readonly chunked: boolean
+}
+
+/** A header is written with fixed-width numbers, so a run's count can be patched when it closes. */
+const headerSize = (topic: Uint8Array) => 1 + topic.length + 9 + 1 + 5
+
+/** What a frame writer took from a queue. */
+export interface Taken {
+  readonly frame: Uint8Array
+  /** messages completed (a chunked message counts in the frame carrying its last part) */
+  readonly messages: number
+  /** body bytes taken */
+  readonly bytes: number
+}
+
+/** A per-peer queue read by `FrameWriter.take`. */
+export interface Queue {
+  queue: Array<Outgoing>
+  head: number
+  /** body bytes of the head message already sent (a chunked message in progress) */
+  partOffset: number
+}
+
+/**
+ * Writes frames straight into buffers of their exact size: a first pass over the queue measures the
+ * frame, the second writes it (one copy of every body per peer).
+ */
+export const makeFrameWriter = (options: { readonly maxFrameBytes: number; readonly chunkSize: number }) => {
+  // undefined during the measuring pass
+  let target: Uint8Array | undefined
+  let view: DataView | undefined
+  let pos = 0
+
+  /** Writes a header; returns the offset of its count, patched when its run closes. */
+  const writeHeader = (topic: Uint8Array, seq: number, flagBits: number, count: number) => {
+    const at = pos
+    pos += headerSize(topic)
+    if (target === undefined) return at + headerSize(topic) - 4
+    let offset = at
+    target[offset++] = 0x94
+    target.set(topic, offset)
+    offset += topic.length
+    // float64 keeps every sequence number exact up to 2^53 and decodes as a number everywhere
+    target[offset] = 0xcb
+    view!.setFloat64(offset + 1, seq)
+    offset += 9
+    target[offset++] = flagBits
+    target[offset] = 0xce
+    view!.setUint32(offset + 1, count)
+    return offset + 1
+  }
+
+  const writeBin = (bytes: Uint8Array) => {
+    if (target !== undefined) {
+      target[pos] = 0xc6
+      view!.setUint32(pos + 1, bytes.length)
+      target.set(bytes, pos + 5)
+    }
+    pos += 5 + bytes.length
+  }
+
+  const writeRaw = (bytes: Uint8Array) => {
+    if (target !== undefined) target.set(bytes, pos)
+    pos += bytes.length
+  }
+
+  /** Walks whole messages (and parts) from the head of `q` until the frame is `maxFrameBytes`. */
+  const walk = (q: Queue) => {
+    pos = 0
+    let messages = 0
+    let bytes = 0
+    let runCountAt = -1
+    let runCount = 0
+    let runTopic: Uint8Array | undefined
+    let runNextSeq = 0
+    const closeRun = () => {
+      if (runCountAt >= 0 && view !== undefined) view.setUint32(runCountAt, runCount)
+      runCountAt = -1
+      runTopic = undefined
+    }
+    const fits = (size: number) => pos === 0 || pos + size <= options.maxFrameBytes
+    while (q.head < q.queue.length) {
+      const message = q.queue[q.head]
+      if (message.chunked) {
+        closeRun()
+        const body = message.body
+        // the first part goes with its header, so a frame never ends on a header alone
+        let room =
+          q.partOffset === 0
+            ? fits(headerSize(message.topic) + 5 + Math.min(options.chunkSize, body.length))
+            : fits(5 + Math.min(options.chunkSize, body.length - q.partOffset))
+        if (room && q.partOffset === 0) {
+          writeHeader(
+            message.topic,
+            message.seq,
+            message.flags | flags.chunked,
+            Math.ceil(body.length / options.chunkSize)
+          )
+        }
+        while (room && q.partOffset < body.length) {
+          const size = Math.min(options.chunkSize, body.length - q.partOffset)
+          writeBin(body.subarray(q.partOffset, q.partOffset + size))
+          q.partOffset += size
+          bytes += size
+          room =
+            q.partOffset < body.length && fits(5 + Math.min(options.chunkSize, body.length - q.partOffset))
+        }
+        if (q.partOffset < body.length) break
+        q.partOffset = 0
+        q.head++
+        messages++
+        continue
+      }
+      if (message.flags !== 0) {
+        closeRun()
+        if (!fits(headerSize(message.topic) + 5 + message.body.length)) break
+        writeHeader(message.topic, message.seq, message.flags, 1)
+        writeBin(message.body)
+      } else if (runTopic === message.topic && message.seq === runNextSeq) {
+        if (!fits(message.body.length)) break
+        writeRaw(message.body)
+        runCount++
+        runNextSeq++
+      } else {
+        closeRun()
+        if (!fits(headerSize(message.topic) + message.body.length)) break
+        runCountAt = writeHeader(message.topic, message.seq, 0, 0)
+        runTopic = message.topic
+        runCount = 1
+        runNextSeq = message.seq + 1
+        writeRaw(message.body)
+      }
+      bytes += message.body.length
+      q.head++
+      messages++
+    }
+    closeRun()
+    return { messages, bytes }
+  }
+
+  /** Takes the next frame from the head of `q`. */
+  const take = (q: Queue): Taken => {
+    const head = q.head
+    const partOffset = q.partOffset
+    target = undefined
+    view = undefined
+    walk(q)
+    q.head = head
+    q.partOffset = partOffset
+    const frame = new Uint8Array(pos)
+    target = frame
+    view = new DataView(frame.buffer)
+    const taken = walk(q)
+    target = undefined
+    view = undefined
+    return { frame, ...taken }
+  }
+
+  return { take }
+}
+
+/** Joins byte arrays. */
+export const join = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0]
+  let size = 0
+  for (const part of parts) size += part.length
+  const bytes = new Uint8Array(size)
+  let offset = 0
+  for (const part of parts) {
+    bytes.set(part, offset)
+    offset += part.length
+  }
+  return bytes
+}
+
+const transform = (bytes: Uint8Array, stream: CompressionStream | DecompressionStream) =>
+  Effect.tryPromise(async () => {
+    const writer = stream.writable.getWriter()
+    // not awaited: a large input only drains while the output is read
+    writer.write(bytes).catch(() => undefined)
+    writer.close().catch(() => undefined)
+    const reader = stream.readable.getReader()
+    const chunks: Array<Uint8Array> = []
+    while (true) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+    }
+    return join(chunks)
+  })
+
+/** Compresses with the platform's `CompressionStream` (zlib in Node.js). */
+export const compress = (bytes: Uint8Array, format: Compression) =>
+  transform(bytes, new CompressionStream(format))
+
+/** Reverses `compress`. */
+export const decompress = (bytes: Uint8Array, format: Compression) =>
+  transform(bytes, new DecompressionStream(format))
+
+/** The compression a message's flags name, if any. */
+export const compressionOf = (flagBits: number): Compression | undefined =>
+  flagBits & flags.gzip ? "gzip" : flagBits & flags.deflate ? "deflate" : undefined
