@@ -3,24 +3,25 @@
  * running the `Sample` entity and singleton. It prints membership and placement, crashes the node
  * hosting the singleton (no goodbye: `RunningNode.crash`), and measures how long the cluster takes
  * to notice, to run the singleton elsewhere and to answer that node's entities from another node.
+ * Between those steps each component shows its part (`./demo/*`): the health endpoints and report,
+ * routed channel messages and a cluster-wide setting, a MABEAM auction and vote and, after the crash,
+ * a named singleton started with `ProcessManager`, looked up everywhere and failed over.
  *
  * Underneath: `SqlStorage.shared(SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" }))`,
  * then `FoundationNode.start(options, Sample.layer(report))` per node; calls go through
  * `Sample.Greeter.client`, membership through `Node.members` and `Node.events`.
  */
-import type { ServeError } from "@effect/platform/HttpServerError"
-import type * as Channels from "@foundation/core/Channels"
 import { Node } from "@foundation/core/Node"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChannelsDemo from "./demo/Channels.js"
 import * as HealthDemo from "./demo/Health.js"
 import * as MabeamDemo from "./demo/Mabeam.js"
+import * as SupervisorDemo from "./demo/Supervisor.js"
 import * as FoundationNode from "./FoundationNode.js"
 import * as Table from "./internal/table.js"
 import * as Sample from "./Sample.js"
@@ -74,17 +75,7 @@ const ms = (value: number) => `${Math.round(value)} ms`
  * Runs the demo and prints its progress; returns the measurements. Needs no database server and no
  * free port configuration: ports come from `SocketTransport.freePorts`.
  */
-export const run: Effect.Effect<
-  Report,
-  | DemoError
-  | FoundationNode.StartError
-  | ServeError
-  | HealthDemo.HealthDemoError
-  | ChannelsDemo.ChannelsDemoError
-  | Channels.InvalidMessage
-  | MabeamDemo.MabeamDemoError,
-  Scope.Scope
-> = Effect.gen(function* () {
+export const run = Effect.gen(function* () {
   const startedAt = Date.now()
   yield* Console.log(
     `Foundation demo: ${count} nodes in one process, loopback TCP, one shared SQLite database (:memory:)\n`
@@ -106,7 +97,13 @@ export const run: Effect.Effect<
     (i) =>
       FoundationNode.start(
         { id: `node-${i + 1}`, host, port: ports[i * 2], runnerPort: ports[i * 2 + 1], storage: sql },
-        Layer.mergeAll(Sample.layer(report), HealthDemo.layer, ChannelsDemo.layer, MabeamDemo.layer)
+        Layer.mergeAll(
+          Sample.layer(report),
+          HealthDemo.layer,
+          ChannelsDemo.layer,
+          MabeamDemo.layer,
+          SupervisorDemo.layer(sql)
+        )
       ),
     { concurrency: "unbounded" }
   )
@@ -286,6 +283,7 @@ export const run: Effect.Effect<
   )
   yield* printMembership("Membership after the crash, as the survivors see it", survivors)
   yield* HealthDemo.printSummary(survivors, "Cluster health after the crash")
+  yield* SupervisorDemo.run(survivors)
   yield* Console.log(`\ndone in ${ms(Date.now() - startedAt)}`)
   return {
     crashed: victim.info.id,
