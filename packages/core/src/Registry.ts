@@ -7,8 +7,8 @@
  *   insert-if-absent on a unique name); exactly one wins, the others fail with `AlreadyRegistered`
  *   carrying the winner's entry;
  * - **read-your-writes, cluster-wide**: `register` (and the release when its scope closes, and
- *   `updateMetadata`) returns only after every member this node sees alive applied the change, so a
- *   `lookup` on any live node started after it returned sees it;
+ *   `updateMetadata`) returns only after every member this node sees up applied the change, so a
+ *   `lookup` on any of them started after it returned sees it;
  * - **local lookups**: every node keeps the whole table in a `Map`; `lookup`, `select`, `match`,
  *   `count` and `keys` never leave the process;
  * - **no stale names**: when a node is declared down (`Node.events` `NodeDown`), every node drops its
@@ -19,8 +19,10 @@
  * - `register`: `RegistryStorage.claim` (one multi-row insert-if-absent per batch: concurrent calls
  *   of one node are coalesced), then `RegistryApply` to every live member over node RPC
  *   (`Node.clientFor(RegistryRpcs, { lane: "registry" })`), awaited up to `replicationTimeout`;
- * - a joining or restarting node, and a node that sees a member come back, reloads the table from
- *   `RegistryStorage.list`; a node that missed a push (numbered per sender) reloads too.
+ * - a joining or restarting node reloads the table from `RegistryStorage.list` on first contact
+ *   with each peer; so does a node that missed a push (pushes are numbered per sender) or that sees
+ *   a member come back from down; a node told that a peer had declared it down (`RegistryReassert`)
+ *   claims its names again.
  *
  * Drop down to `RegistryStorage` for the raw rows, or to `Node.clientFor(RegistryRpcs)` to feed a
  * node's view yourself.

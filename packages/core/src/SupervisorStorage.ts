@@ -197,7 +197,8 @@ export const makeSql = (options?: {
 }): Effect.Effect<SupervisorStorage["Type"], SupervisorStorageError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const table = sql(`${options?.prefix ?? "foundation"}_processes`)
+    const tableName = `${options?.prefix ?? "foundation"}_processes`
+    const table = sql(tableName)
     const fail = (operation: string) => (cause: unknown) => new SupervisorStorageError({ operation, cause })
     const decode = Schema.decodeUnknownSync(ProcessRow)
     // BIGINT columns come back as strings from Postgres
@@ -215,7 +216,9 @@ export const makeSql = (options?: {
         createdAt: Number(row.created_at)
       })
 
-    yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
+    // nodes starting together race on CREATE TABLE IF NOT EXISTS (Postgres: duplicate pg_type key)
+    yield* Effect.all([
+      sql`CREATE TABLE IF NOT EXISTS ${table} (
       name VARCHAR(1024) PRIMARY KEY,
       kind VARCHAR(16) NOT NULL,
       spec VARCHAR(255) NOT NULL,
@@ -226,7 +229,10 @@ export const makeSql = (options?: {
       incarnation BIGINT,
       lease_expires BIGINT NOT NULL,
       created_at BIGINT NOT NULL
-    )`.pipe(
+    )`,
+      // every node renews its leases by owner several times a second
+      sql`CREATE INDEX IF NOT EXISTS ${sql(`${tableName}_owner`)} ON ${table} (owner, incarnation)`
+    ]).pipe(
       Effect.retry({ times: 5, schedule: Schedule.jittered(Schedule.spaced(50)) }),
       Effect.mapError(fail("create table"))
     )

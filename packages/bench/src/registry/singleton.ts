@@ -11,7 +11,8 @@
  * - `lost`: trials where the singleton did not run again within `timeoutMs`;
  *   `duplicates`: pairs of instances whose lives overlapped (a killed instance ends at the kill).
  * - `facade_start_overhead_ratio`: `ProcessManager.startSingleton` against
- *   `Supervisor.startSingleton`, medians of `starts` starts each, alternated, after a warm-up.
+ *   `Supervisor.startSingleton`, medians of `starts` starts each, after a warm-up: both start the
+ *   same names (stopped in between), so placement is the same.
  */
 import * as Effect from "effect/Effect"
 import * as Processes from "../shared/processes.js"

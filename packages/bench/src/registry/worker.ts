@@ -187,8 +187,9 @@ const commands = (names: Scope.CloseableScope) => ({
       return { rawUs: rawBest, facadeUs: facadeBest, ratio: facadeBest / rawBest - 1 }
     }),
   /**
-   * Starts `count` singletons with `Supervisor.startSingleton` and `count` with
-   * `ProcessManager.startSingleton`, alternately, one after the other; each start's duration in ms.
+   * Starts each of `count` names twice, once with `Supervisor.startSingleton` and once with
+   * `ProcessManager.startSingleton` (alternating which goes first), stopping it in between, so both
+   * start the same name on the same node; each start's duration in ms.
    */
   starts: (command: Command) =>
     Effect.gen(function* () {
@@ -196,13 +197,14 @@ const commands = (names: Scope.CloseableScope) => ({
       const raw: Array<number> = []
       const facade: Array<number> = []
       for (let i = 0; i < (command.count as number); i++) {
-        for (const viaFacade of [false, true]) {
-          const options = { name: `${command.prefix}${viaFacade ? "pm-" : ""}${i}` }
+        const options = { name: `${command.prefix}${i}` }
+        for (const viaFacade of i % 2 === 0 ? [false, true] : [true, false]) {
           const start = performance.now()
           yield* viaFacade
             ? ProcessManager.startSingleton(Beacon, { label: "start" }, options)
             : supervisor.startSingleton(Beacon, { label: "start" }, options)
           ;(viaFacade ? facade : raw).push(performance.now() - start)
+          yield* supervisor.stop(options.name)
         }
       }
       return { raw, facade }
@@ -237,7 +239,11 @@ const commands = (names: Scope.CloseableScope) => ({
       )
     ),
   /** exits with code 0 (a signal would skip writing `--cpu-prof` profiles) */
-  exit: () => Effect.sync(() => setTimeout(() => process.exit(0), 50)),
+  exit: () =>
+    Effect.sync(() => {
+      setTimeout(() => process.exit(0), 50)
+      return "exiting"
+    }),
   members: () =>
     Effect.flatMap(Node.Node, (node) =>
       Effect.map(node.members, (members) => members.map((member) => [member.info.id, member.status]))

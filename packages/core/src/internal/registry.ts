@@ -22,21 +22,24 @@ const sweepInterval = Duration.seconds(10)
 /** A pause before a reload, so that a burst of triggers (a node joining sees every peer) costs one. */
 const reloadDebounce = Duration.millis(20)
 
+/** Resumes the caller waiting on an operation (an `Effect.async` callback). */
+type Done<A, E> = (exit: Exit.Exit<A, E>) => void
+
 type Op =
   | {
       readonly _tag: "Claim"
       readonly entry: Entry
-      readonly done: Deferred.Deferred<Entry, AlreadyRegistered | RegistryStorageError>
+      readonly done: Done<Entry, AlreadyRegistered | RegistryStorageError>
     }
   | {
       readonly _tag: "Release"
       readonly entry: Entry
-      readonly done: Deferred.Deferred<void, RegistryStorageError>
+      readonly done: Done<void, RegistryStorageError>
     }
   | {
       readonly _tag: "Update"
       readonly entry: Entry
-      readonly done: Deferred.Deferred<Entry, NotRegistered | RegistryStorageError>
+      readonly done: Done<Entry, NotRegistered | RegistryStorageError>
     }
   /** claim this node's names again: it may have been declared down while it was alive */
   | { readonly _tag: "Reassert" }
@@ -316,7 +319,7 @@ export const make = (
 
     // --- the writer: one storage round and one push per batch ---
 
-    const fail = <E>(done: Deferred.Deferred<any, E>, error: E) => Deferred.unsafeDone(done, Exit.fail(error))
+    const fail = <E>(done: Done<any, E>, error: E) => done(Exit.fail(error))
 
     /** A batch whose storage round is done: what to push, and whom to answer once it is pushed. */
     interface Stored {
@@ -351,14 +354,14 @@ export const make = (
           )
           for (const op of releases) {
             if (Exit.isFailure(exit)) {
-              completions.push(() => Deferred.unsafeDone(op.done, Exit.failCause(exit.cause)))
+              completions.push(() => op.done(Exit.failCause(exit.cause)))
               continue
             }
             if (own.get(op.entry.name)?.claim === op.entry.claim) own.delete(op.entry.name)
             const change: Change = { _tag: "Drop", name: op.entry.name, claim: op.entry.claim }
             apply(change)
             changes.push(change)
-            completions.push(() => Deferred.unsafeDone(op.done, Exit.void))
+            completions.push(() => op.done(Exit.void))
           }
         }
 
@@ -366,7 +369,7 @@ export const make = (
           const exit = yield* Effect.exit(storage.update(updates.map((op) => op.entry)))
           updates.forEach((op, index) => {
             if (Exit.isFailure(exit)) {
-              completions.push(() => Deferred.unsafeDone(op.done, Exit.failCause(exit.cause)))
+              completions.push(() => op.done(Exit.failCause(exit.cause)))
               return
             }
             if (!exit.value[index] || own.get(op.entry.name)?.claim !== op.entry.claim) {
@@ -377,7 +380,7 @@ export const make = (
             const change: Change = { _tag: "Put", entry: op.entry }
             apply(change)
             changes.push(change)
-            completions.push(() => Deferred.unsafeDone(op.done, Exit.succeed(op.entry)))
+            completions.push(() => op.done(Exit.succeed(op.entry)))
           })
         }
 
@@ -394,7 +397,7 @@ export const make = (
           const winners = new Map<string, Entry>()
           leaders.forEach((op, index) => {
             if (Exit.isFailure(exit)) {
-              completions.push(() => Deferred.unsafeDone(op.done, Exit.failCause(exit.cause)))
+              completions.push(() => op.done(Exit.failCause(exit.cause)))
               return
             }
             const holder = exit.value[index]
@@ -410,13 +413,13 @@ export const make = (
             const change: Change = { _tag: "Put", entry: op.entry }
             apply(change)
             changes.push(change)
-            completions.push(() => Deferred.unsafeDone(op.done, Exit.succeed(op.entry)))
+            completions.push(() => op.done(Exit.succeed(op.entry)))
           })
           for (const op of followers) {
             const winner = winners.get(op.entry.name)
             completions.push(() =>
               Exit.isFailure(exit)
-                ? Deferred.unsafeDone(op.done, Exit.failCause(exit.cause))
+                ? op.done(Exit.failCause(exit.cause))
                 : fail(op.done, new AlreadyRegistered({ name: op.entry.name, winner: winner! }))
             )
           }
@@ -487,11 +490,7 @@ export const make = (
                 Effect.logError("registry writer failed a batch", cause),
                 Effect.sync(() => {
                   for (const op of batch) {
-                    if ("done" in op)
-                      Deferred.unsafeDone(
-                        op.done as Deferred.Deferred<unknown, unknown>,
-                        Exit.die(Cause.squash(cause))
-                      )
+                    if ("done" in op) (op.done as Done<unknown, unknown>)(Exit.die(Cause.squash(cause)))
                   }
                 })
               ),
@@ -512,10 +511,11 @@ export const make = (
       }
     })
 
-    const submit = <A, E>(make: (done: Deferred.Deferred<A, E>) => Op): Effect.Effect<A, E> =>
-      Effect.flatMap(Deferred.make<A, E>(), (done) =>
-        Effect.zipRight(Queue.offer(ops, make(done)), Deferred.await(done))
-      )
+    /** Queues an operation; the caller waits on one `Effect.async`, resumed by the writer. */
+    const submit = <A, E>(make: (done: Done<A, E>) => Op): Effect.Effect<A, E> =>
+      Effect.async<A, E>((resume) => {
+        ops.unsafeOffer(make((exit) => resume(exit)))
+      })
 
     // --- membership ---
 
