@@ -194,6 +194,9 @@ interface Lane {
   readonly partial: Map<string, Partial>
 }
 
+/** The longest bulk frames wait for this node's control frames in flight, at a time. */
+const controlHoldMs = 10
+
 /** How long an outbox waits after a failed `Deliver` (a broken connection) before sending again. */
 const retryDelay = Duration.millis(100)
 
@@ -369,9 +372,7 @@ export const make = (
               outbox.silent = false
               return true
             },
-            onFailure: (cause) => {
-              if (outbox.stats.unacknowledged < 3)
-                console.error("DBG fail", selfId, outbox.peer, outbox.lane, String(cause).slice(0, 300))
+            onFailure: () => {
               outbox.stats.unacknowledged++
               return false
             }
@@ -379,20 +380,48 @@ export const make = (
           Effect.flatMap((acknowledged) =>
             Effect.sync(() => {
               outbox.sending.delete(sending)
-              outbox.inFlight--
-              wakeWaiters(outbox)
+              landed(outbox)
               if (acknowledged) schedule(outbox)
               else retryLater(outbox)
             })
           ),
           Effect.onInterrupt(() =>
             Effect.sync(() => {
-              outbox.inFlight--
-              wakeWaiters(outbox)
+              landed(outbox)
               schedule(outbox)
             })
           )
         )
+
+    /** A frame is no longer in flight (acknowledged, failed or timed out). */
+    const landed = (outbox: Outbox) => {
+      outbox.inFlight--
+      wakeWaiters(outbox)
+      if (outbox.lane === "control" && --controlInFlight === 0) controlIdle()
+    }
+
+    // Control first, on this node too: while a control frame is unacknowledged, bulk frames are
+    // neither sent nor processed, for at most `controlHoldMs` at a time (bulk is never starved).
+    let controlInFlight = 0
+    const controlWaiters = new Set<() => void>()
+    const controlIdle = () => {
+      const waiters = Array.from(controlWaiters)
+      controlWaiters.clear()
+      for (const waiter of waiters) waiter()
+    }
+    const whenControlIdle = (f: () => void) => {
+      if (controlInFlight === 0) return f()
+      let done = false
+      const fire = () => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        controlWaiters.delete(fire)
+        f()
+      }
+      const timer = setTimeout(fire, controlHoldMs)
+      controlWaiters.add(fire)
+    }
 
     // The connection failed (the transport reconnects within ~100 ms): the queue waits for it
     // rather than being drained into calls that fail at once.
@@ -404,6 +433,7 @@ export const make = (
 
     const sendFrame = (outbox: Outbox) => {
       if (outbox.inFlight === 0) outbox.waitingSince = clock.unsafeCurrentTimeMillis()
+      if (outbox.lane === "control") controlInFlight++
       const { frame, bytes } = writer.take(outbox)
       outbox.queuedBytes -= bytes
       compact(outbox)
@@ -422,6 +452,11 @@ export const make = (
       if (outbox.lane === "data") {
         // bulk is paced: one frame per turn of the event loop, so the frames of the other lanes
         // (and everything else this node does) are never queued behind a burst of bulk frames
+        if (controlInFlight > 0 && canSend(outbox)) {
+          outbox.scheduled = true
+          whenControlIdle(() => nextTurn(() => flush(outbox)))
+          return
+        }
         if (canSend(outbox)) sendFrame(outbox)
         if (canSend(outbox)) {
           outbox.scheduled = true
@@ -732,7 +767,12 @@ export const make = (
             )
           lane.busy = false
           inbound.done?.()
-          if (lane.channel === "data") yield* yieldToEventLoop
+          if (lane.channel === "data") {
+            yield* yieldToEventLoop
+            if (controlInFlight > 0) {
+              yield* Effect.async<void>((resume) => whenControlIdle(() => resume(Effect.void)))
+            }
+          }
         }
       })
 
@@ -768,11 +808,17 @@ export const make = (
           Effect.suspend(() =>
             receive(lanes[lane], { from, incarnation: fromIncarnation, frame, done: undefined })
           ),
+        // Interest from a node this node does not count as a member yet (discovery polls the
+        // directory) is not applied: a copy could not be sent to it. It is exchanged again when
+        // that node comes up here (`NodeUp`, below).
         "Channels.Interest": (interest) =>
-          Effect.sync(() => {
-            applyInterest(interest)
-            return snapshot()
-          })
+          node.member(interest.node as NodeId).pipe(
+            Effect.map((member) => {
+              if (member.status !== "down") applyInterest(interest)
+              return snapshot()
+            }),
+            Effect.orElseSucceed(snapshot)
+          )
       })
     )
 
