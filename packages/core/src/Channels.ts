@@ -302,8 +302,8 @@ export class Channels extends Context.Tag("@foundation/core/Channels")<
     readonly broadcast: Broadcast
     /**
      * The messages published on the channel or topic from now on, by any node, while the scope is
-     * open. When the effect returns, every node that is up knows of the subscription (or did not
-     * answer within `announceTimeout`).
+     * open. When the effect returns, every node that is up and counts this node as a member knows of
+     * the subscription (or did not answer within `announceTimeout`).
      */
     readonly subscribe: Subscribe
     /** Picks a channel with `explainRouting`'s rules and broadcasts on it; returns the decision. */
