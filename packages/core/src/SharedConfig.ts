@@ -1,6 +1,7 @@
 /**
  * Cluster-wide settings changed only with a majority: the seed's `Config.set_cluster_wide` (flow 3),
- * whose collect step was a stub, made real.
+ * with the acknowledgements actually collected and counted (the seed's collect step returned a
+ * fixed answer).
  *
  * `set(key, value)` is a two-phase change on the control lane (the connection Channels' `control`
  * channel uses, so it is never queued behind bulk data):
