@@ -44,6 +44,3 @@ export type Command = typeof Command.Type
 /** One command line. */
 export const Request = Schema.Struct({ id: Schema.Number, command: Command })
 export type Request = typeof Request.Type
-
-/** A reply line: this prefix, then `{"id", "ok", "result" | "error"}`. */
-export const replyPrefix = "BENCH_REPLY "

@@ -10,7 +10,6 @@ import * as Channels from "@foundation/core/Channels"
 import * as Node from "@foundation/core/Node"
 import * as SharedConfig from "@foundation/core/SharedConfig"
 import * as FoundationNode from "@foundation/node/FoundationNode"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -22,9 +21,9 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { performance } from "node:perf_hooks"
-import * as readline from "node:readline"
 import * as Profiler from "../rpc/profiler.js"
-import { type Command, replyPrefix, Request } from "./protocol.js"
+import { type Command, Request } from "./protocol.js"
+import * as Commands from "../shared/commands.js"
 
 const Ping = Channels.topic("bench:ping", Schema.Struct({ id: Schema.Number, from: Schema.String }), {
   channel: "control"
@@ -255,27 +254,8 @@ const program = Effect.gen(function* () {
     }
   }
 
-  const reply = (id: number, body: object) =>
-    Effect.sync(() => process.stdout.write(`${replyPrefix}${JSON.stringify({ id, ...body })}\n`))
-
-  yield* Effect.sync(() => console.log("FOUNDATION_BENCH_READY"))
   yield* log(`[${config.id}] serving`)
-  const lines = readline.createInterface({ input: process.stdin })
-  yield* Stream.fromAsyncIterable(lines, (error) => new Error(String(error))).pipe(
-    Stream.runForEach((line) =>
-      Schema.decodeUnknown(Schema.parseJson(Request))(line).pipe(
-        Effect.flatMap((request) =>
-          handle(request.command).pipe(
-            Effect.matchCauseEffect({
-              onSuccess: (result) => reply(request.id, { ok: true, result }),
-              onFailure: (cause) => reply(request.id, { ok: false, error: Cause.pretty(cause) })
-            })
-          )
-        ),
-        Effect.catchAll((error) => log(`bad command ${line}: ${error}`))
-      )
-    )
-  )
+  yield* Commands.serve(Request, handle)
 })
 
 NodeRuntime.runMain(Effect.scoped(program).pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))

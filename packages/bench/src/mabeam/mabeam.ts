@@ -6,13 +6,12 @@
  * Every run's result is checked (winner, payment, decision, every agent answered); a run that fails
  * the check is counted in `failed_runs`. Every worker is killed at the end.
  */
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
-import * as Processes from "../shared/processes.js"
+import * as Commands from "../shared/commands.js"
 import { median, percentile } from "../shared/stats.js"
-import { type Command, replyPrefix } from "./protocol.js"
+import type { Command } from "./protocol.js"
 
 const workerPath = fileURLToPath(new URL("./worker.ts", import.meta.url))
 
@@ -25,10 +24,6 @@ export interface MabeamOptions {
   readonly englishRuns: number
 }
 
-interface Worker extends Processes.Worker {
-  readonly id: string
-}
-
 interface Measured {
   readonly latencies: ReadonlyArray<number>
   readonly failed: number
@@ -38,71 +33,8 @@ interface Measured {
 const log = (line: string) => Effect.sync(() => console.error(line))
 const round = (value: number, digits = 2) => Number(value.toFixed(digits))
 
-let nextRequestId = 1
-
-const request = <A>(worker: Worker, command: Command): Effect.Effect<A, Error> =>
-  Effect.async<A, Error>((resume) => {
-    const id = nextRequestId++
-    let done = false
-    const finish = (effect: Effect.Effect<A, Error>) => {
-      if (done) return
-      done = true
-      unsubscribe()
-      resume(effect)
-    }
-    const unsubscribe = worker.onLine((line) => {
-      if (!line.startsWith(replyPrefix)) return
-      const reply = JSON.parse(line.slice(replyPrefix.length))
-      if (reply.id !== id) return
-      finish(
-        reply.ok
-          ? Effect.succeed(reply.result as A)
-          : Effect.fail(new Error(`${worker.id} ${command._tag}: ${reply.error}`))
-      )
-    })
-    void worker.exited.then((reason) => finish(Effect.fail(new Error(reason))))
-    worker.child.stdin!.write(`${JSON.stringify({ id, command })}\n`)
-    return Effect.sync(unsubscribe)
-  })
-
-/** 3 workers on a fresh database: the first alone (a fresh database's migrations race), then the others. */
-const startCluster = (databaseUrl: string) =>
-  Effect.gen(function* () {
-    const database = yield* Processes.temporaryDatabase(databaseUrl)
-    const ports = yield* Processes.freePorts(6)
-    const start = (index: number) =>
-      Effect.acquireRelease(
-        Effect.sync(
-          (): Worker => ({
-            id: `node-${index + 1}`,
-            ...Processes.spawnWorker({
-              name: `node-${index + 1}`,
-              script: workerPath,
-              stdin: true,
-              env: {
-                BENCH_NODE_ID: `node-${index + 1}`,
-                BENCH_PORT: String(ports[index * 2]),
-                BENCH_RUNNER_PORT: String(ports[index * 2 + 1]),
-                BENCH_DATABASE_URL: database.url
-              }
-            })
-          })
-        ),
-        (worker) => Effect.promise(() => Processes.killWorker(worker))
-      ).pipe(
-        Effect.tap((worker) =>
-          Effect.promise(() => worker.ready).pipe(
-            Effect.timeoutFail({
-              duration: Duration.seconds(90),
-              onTimeout: () => new Error(`${worker.id} did not start within 90 s`)
-            })
-          )
-        )
-      )
-    const first = yield* start(0)
-    const rest = yield* Effect.forEach([1, 2], start, { concurrency: "unbounded" })
-    return [first, ...rest] as const
-  })
+const request = <A>(worker: Commands.CommandWorker, command: Command): Effect.Effect<A, Error> =>
+  Commands.request<A>(worker, command)
 
 const summary = (name: string, measured: Measured) =>
   Effect.as(
@@ -117,7 +49,7 @@ export const runMabeam = (options: MabeamOptions) =>
   Effect.scoped(
     Effect.gen(function* () {
       const loadAtStart = os.loadavg()[0]!
-      const [coordinator] = yield* startCluster(options.databaseUrl)
+      const [coordinator] = yield* Commands.startNodeCluster(options.databaseUrl, workerPath)
       yield* request(coordinator, { _tag: "AwaitMembers", nodes: ["node-1", "node-2", "node-3"] })
       yield* log(`[mabeam] 3 node processes up; registering ${options.agents} agents from node-1`)
       const registered = yield* request<{

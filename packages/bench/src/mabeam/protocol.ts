@@ -24,9 +24,6 @@ export type Command = typeof Command.Type
 /** One command line. */
 export const Request = Schema.Struct({ id: Schema.Number, command: Command })
 
-/** A reply line: this prefix, then `{"id", "ok", "result" | "error"}`. */
-export const replyPrefix = "BENCH_REPLY "
-
 /** Agent i's valuation: a permutation of 100 .. 1099 over i = 0 .. 999 (7919 is prime to 1000). */
 export const valuationOf = (index: number) => ((index * 7919) % 1000) + 100
 

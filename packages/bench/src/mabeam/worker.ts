@@ -18,11 +18,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
 import { performance } from "node:perf_hooks"
-import * as readline from "node:readline"
-import { BenchAgent, type Command, english, replyPrefix, Request, valuationOf } from "./protocol.js"
+import { BenchAgent, type Command, english, Request, valuationOf } from "./protocol.js"
+import * as Commands from "../shared/commands.js"
 
 const options = Config.all({
   id: Config.string("BENCH_NODE_ID"),
@@ -157,27 +155,8 @@ const program = Effect.gen(function* () {
     }
   }
 
-  const reply = (id: number, body: object) =>
-    Effect.sync(() => process.stdout.write(`${replyPrefix}${JSON.stringify({ id, ...body })}\n`))
-
-  yield* Effect.sync(() => console.log("FOUNDATION_BENCH_READY"))
   yield* log(`[${config.id}] serving`)
-  const lines = readline.createInterface({ input: process.stdin })
-  yield* Stream.fromAsyncIterable(lines, (error) => new Error(String(error))).pipe(
-    Stream.runForEach((line) =>
-      Schema.decodeUnknown(Schema.parseJson(Request))(line).pipe(
-        Effect.flatMap((request) =>
-          handle(request.command).pipe(
-            Effect.matchCauseEffect({
-              onSuccess: (result) => reply(request.id, { ok: true, result }),
-              onFailure: (cause) => reply(request.id, { ok: false, error: Cause.pretty(cause) })
-            })
-          )
-        ),
-        Effect.catchAll((error) => log(`bad command ${line}: ${error}`))
-      )
-    )
-  )
+  yield* Commands.serve(Request, handle)
 })
 
 NodeRuntime.runMain(Effect.scoped(program).pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))

@@ -21,11 +21,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Commands from "../shared/commands.js"
 import * as Processes from "../shared/processes.js"
 import { median } from "../shared/stats.js"
 import type { LoadResult } from "./load.js"
 import * as Profile from "./profile.js"
-import { type Command, type Path, replyPrefix } from "./protocol.js"
+import type { Command, Path } from "./protocol.js"
 
 export interface RpcOptions {
   readonly databaseUrl: string
@@ -62,33 +63,8 @@ interface BenchWorker extends Processes.Worker {
   readonly ports: Ports
 }
 
-let nextRequestId = 1
-
 /** Sends a command to a worker and waits for its reply. */
-const request = (worker: BenchWorker, command: Command) =>
-  Effect.async<any, Error>((resume) => {
-    const id = nextRequestId++
-    let done = false
-    const finish = (effect: Effect.Effect<any, Error>) => {
-      if (done) return
-      done = true
-      unsubscribe()
-      resume(effect)
-    }
-    const unsubscribe = worker.onLine((line) => {
-      if (!line.startsWith(replyPrefix)) return
-      const reply = JSON.parse(line.slice(replyPrefix.length))
-      if (reply.id !== id) return
-      finish(
-        reply.ok
-          ? Effect.succeed(reply.result)
-          : Effect.fail(new Error(`${worker.id} ${command._tag}: ${reply.error}`))
-      )
-    })
-    void worker.exited.then((reason) => finish(Effect.fail(new Error(reason))))
-    worker.child.stdin!.write(`${JSON.stringify({ id, command })}\n`)
-    return Effect.sync(unsubscribe)
-  })
+const request = (worker: BenchWorker, command: Command) => Commands.request(worker, command)
 
 /**
  * Starts `count` workers in `mode` (on a fresh database for the cluster modes) for the scope: the

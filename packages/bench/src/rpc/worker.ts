@@ -26,7 +26,6 @@ import * as RpcServer from "@effect/rpc/RpcServer"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Node from "@foundation/core/Node"
 import * as FoundationNode from "@foundation/node/FoundationNode"
-import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -37,16 +36,14 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
-import * as readline from "node:readline"
 import { EchoEntity, EchoRpcs, layerEntity, layerRpcHandlers, payload, served } from "./Echo.js"
 import * as Experiments from "./experiments.js"
 import { loadResult, runLoad } from "./load.js"
 import { nodeRpcCall } from "./nodeRpc.js"
 import * as Profiler from "./profiler.js"
-import { type Command, type Path, replyPrefix, Request } from "./protocol.js"
+import { type Command, type Path, Request } from "./protocol.js"
+import * as Commands from "../shared/commands.js"
 import * as RawSocket from "./rawSocket.js"
 
 const options = Config.all({
@@ -271,26 +268,7 @@ const program = Effect.gen(function* () {
     }
   }
 
-  const reply = (id: number, body: object) =>
-    Effect.sync(() => process.stdout.write(`${replyPrefix}${JSON.stringify({ id, ...body })}\n`))
-
-  yield* Effect.sync(() => console.log("FOUNDATION_BENCH_READY"))
-  const lines = readline.createInterface({ input: process.stdin })
-  yield* Stream.fromAsyncIterable(lines, (error) => new Error(String(error))).pipe(
-    Stream.runForEach((line) =>
-      Schema.decodeUnknown(Schema.parseJson(Request))(line).pipe(
-        Effect.flatMap((request) =>
-          handle(request.command).pipe(
-            Effect.matchCauseEffect({
-              onSuccess: (result) => reply(request.id, { ok: true, result }),
-              onFailure: (cause) => reply(request.id, { ok: false, error: Cause.pretty(cause) })
-            })
-          )
-        ),
-        Effect.catchAll((error) => log(`bad command ${line}: ${error}`))
-      )
-    )
-  )
+  yield* Commands.serve(Request, handle)
 })
 
 NodeRuntime.runMain(
