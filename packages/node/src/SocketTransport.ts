@@ -11,7 +11,7 @@
  * ```
  * Each differs from the engine's piece where noted on the export below. The main difference is
  * speed: the engine's socket protocols wait for the kernel's write callback on every frame (an async
- * suspension per call); here the frames written in one tick leave in one `socket.write`. Addresses
+ * suspension per call); here the frames written in one event-loop turn leave in one `socket.write`. Addresses
  * are always passed explicitly: nothing here reads `HOST` or `PORT`.
  */
 import * as Runners from "@effect/cluster/Runners"
@@ -113,7 +113,7 @@ export const layerServer = (
 
 /**
  * An `RpcClient.Protocol` to a peer's node endpoint: what `RpcClient.makeProtocolSocket` over
- * `NodeSocket.makeNet({ host, port })` does, on a raw `net.Socket` with writes coalesced per tick,
+ * `NodeSocket.makeNet({ host, port })` does, on a raw `net.Socket` with writes coalesced per event-loop turn,
  * msgpack (`serialization`). Connection failures are reported to callers at once
  * (`retryTransientErrors: false`, so the failure detector hears about a dead peer), the socket
  * reconnects every 100 ms, and a write to a peer that just died fails the call with `RpcClientError`
@@ -172,7 +172,7 @@ export const layerTransport: Layer.Layer<NodeTransport> = Layer.succeed(
  * The engine's client protocol to other runners: what `NodeClusterSocket.layerClientProtocol` does
  * (`RpcClient.makeProtocolSocket()` over `NodeSocket.makeNet`, 1 s open timeout, msgpack), on the
  * same raw socket protocol as `makeClientProtocol`, with these differences:
- * - writes are coalesced per tick, and a connection that fails (a runner that just died) fails its
+ * - writes are coalesced per event-loop turn, and a connection that fails (a runner that just died) fails its
  *   requests with `RpcClientError` (the engine retries it as `RunnerUnavailable`) instead of a defect
  *   that the cluster would hand to the caller as its reply;
  * - every client is also closed when this layer closes. The engine caches one client per runner in

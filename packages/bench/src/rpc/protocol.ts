@@ -34,7 +34,7 @@ export const Command = Schema.Union(
   }),
   Schema.TaggedStruct("ProfileStart", { intervalUs: Schema.Number }),
   Schema.TaggedStruct("ProfileStop", { file: Schema.String }),
-  /** how many calls this worker served so far */
+  /** how many calls this worker served so far, and its CPU time so far (µs, `process.cpuUsage`) */
   Schema.TaggedStruct("Served", {})
 )
 export type Command = typeof Command.Type

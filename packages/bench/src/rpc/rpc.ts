@@ -129,6 +129,8 @@ const startWorkers = (options: RpcOptions, mode: Mode, count: number) =>
 interface Figures {
   readonly callsPerSecond: number
   readonly cpuUsPerCall: number
+  /** the CPU the serving workers spent, together, per call */
+  readonly calleeCpuUsPerCall: number
   readonly p50Ms?: number | undefined
   readonly p99Ms?: number | undefined
   readonly runs: ReadonlyArray<number>
@@ -136,10 +138,21 @@ interface Figures {
 
 const round = (value: number, digits: number) => Number(value.toFixed(digits))
 
-/** Warm-up, then `runs` measured runs of one path from `caller`. */
+/** The CPU time `workers` have used so far, together, in µs. */
+const cpuOf = (workers: ReadonlyArray<BenchWorker>) =>
+  Effect.map(
+    Effect.forEach(
+      workers,
+      (worker) => request(worker, { _tag: "Served" }) as Effect.Effect<{ cpuUs: number }, Error>
+    ),
+    (replies) => replies.reduce((sum, reply) => sum + reply.cpuUs, 0)
+  )
+
+/** Warm-up, then `runs` measured runs of one path from `caller`, served by `callees`. */
 const measure = (
   options: RpcOptions,
   caller: BenchWorker,
+  callees: ReadonlyArray<BenchWorker>,
   path: Path,
   inFlight: number,
   latencies: boolean,
@@ -157,11 +170,18 @@ const measure = (
       }) as Effect.Effect<LoadResult, Error>
     yield* load(options.warmupSeconds * 1000)
     const results: Array<LoadResult> = []
-    for (let run = 0; run < options.runs; run++) results.push(yield* load(options.seconds * 1000))
+    const calleeCpu: Array<number> = []
+    for (let run = 0; run < options.runs; run++) {
+      const before = yield* cpuOf(callees)
+      const result = yield* load(options.seconds * 1000)
+      calleeCpu.push(((yield* cpuOf(callees)) - before) / result.calls)
+      results.push(result)
+    }
     const rates = results.map((result) => (result.calls / result.elapsedMs) * 1000)
     const figures: Figures = {
       callsPerSecond: Math.round(median(rates)),
       cpuUsPerCall: round(median(results.map((result) => result.cpuUs / result.calls)), 1),
+      calleeCpuUsPerCall: round(median(calleeCpu), 1),
       runs: rates.map(Math.round),
       ...(latencies
         ? {
@@ -172,7 +192,7 @@ const measure = (
     }
     yield* log(
       `[rpc] ${path}, ${inFlight} in flight: ${figures.callsPerSecond} calls/s (runs ${figures.runs.join(", ")}), ` +
-        `caller ${figures.cpuUsPerCall} µs CPU/call` +
+        `caller ${figures.cpuUsPerCall} µs CPU/call, callees ${figures.calleeCpuUsPerCall} µs CPU/call` +
         (latencies ? `, p50 ${figures.p50Ms} ms, p99 ${figures.p99Ms} ms` : "")
     )
     return figures
@@ -231,20 +251,21 @@ export const runRpc = (options: RpcOptions) =>
      */
     const both = (
       caller: BenchWorker,
-      callee: BenchWorker,
+      callees: ReadonlyArray<BenchWorker>,
       path: Path,
       names: { readonly calls: string; readonly latency: string; readonly cpu: string },
       port?: number
     ) =>
       Effect.gen(function* () {
-        const load = yield* measure(options, caller, path, options.inFlight, false, port)
-        const single = yield* measure(options, caller, path, 1, true, port)
+        const load = yield* measure(options, caller, callees, path, options.inFlight, false, port)
+        const single = yield* measure(options, caller, callees, path, 1, true, port)
         runsOf[path] = load.runs
         result[names.calls] = load.callsPerSecond
         result[`${names.latency}_p50_ms`] = single.p50Ms
         result[`${names.latency}_p99_ms`] = single.p99Ms
         result[names.cpu] = load.cpuUsPerCall
-        if (options.profileDir) profiles.push(yield* profile(options, caller, callee, path, port))
+        result[names.cpu.replace("caller", "callee")] = load.calleeCpuUsPerCall
+        if (options.profileDir) profiles.push(yield* profile(options, caller, callees[0]!, path, port))
       })
 
     if (any("raw", "raw_coalesced", "effect_rpc")) {
@@ -254,7 +275,7 @@ export const runRpc = (options: RpcOptions) =>
           if (selected("raw"))
             yield* both(
               caller!,
-              callee!,
+              [callee!],
               "raw",
               {
                 calls: "raw_socket_calls_s",
@@ -267,6 +288,7 @@ export const runRpc = (options: RpcOptions) =>
             const load = yield* measure(
               options,
               caller!,
+              [callee!],
               "raw_coalesced",
               options.inFlight,
               false,
@@ -285,7 +307,7 @@ export const runRpc = (options: RpcOptions) =>
             })
             yield* both(
               caller!,
-              callee!,
+              [callee!],
               "effect_rpc",
               {
                 calls: "effect_rpc_calls_s",
@@ -326,7 +348,7 @@ export const runRpc = (options: RpcOptions) =>
     ) => Effect.scoped(Effect.flatMap(startWorkers(options, mode, 3), body))
 
     if (selected("engine_default_entity")) {
-      yield* cluster("engine", ([caller, callee]) =>
+      yield* cluster("engine", ([caller, ...callees]) =>
         Effect.gen(function* () {
           yield* request(caller!, {
             _tag: "Prepare",
@@ -334,7 +356,7 @@ export const runRpc = (options: RpcOptions) =>
             entities: options.inFlight
           })
           yield* idle(caller!, "engine_default_idle_caller_cpu_pct")
-          yield* both(caller!, callee!, "engine_default_entity", {
+          yield* both(caller!, callees, "engine_default_entity", {
             calls: "engine_default_entity_calls_s",
             latency: "engine_default_entity",
             cpu: "engine_default_caller_cpu_us_per_call"
@@ -344,20 +366,20 @@ export const runRpc = (options: RpcOptions) =>
     }
 
     if (any("entity", "node_rpc")) {
-      yield* cluster("foundation", ([caller, callee]) =>
+      yield* cluster("foundation", ([caller, ...callees]) =>
         Effect.gen(function* () {
           if (selected("entity")) {
             yield* request(caller!, { _tag: "Prepare", path: "entity", entities: options.inFlight })
             yield* idle(caller!, "foundation_idle_caller_cpu_pct")
-            yield* both(caller!, callee!, "entity", {
+            yield* both(caller!, callees, "entity", {
               calls: "entity_calls_s",
               latency: "entity",
               cpu: "entity_caller_cpu_us_per_call"
             })
           }
           if (selected("node_rpc")) {
-            yield* request(caller!, { _tag: "Prepare", path: "node_rpc", entities: 0, peer: callee!.id })
-            yield* both(caller!, callee!, "node_rpc", {
+            yield* request(caller!, { _tag: "Prepare", path: "node_rpc", entities: 0, peer: callees[0]!.id })
+            yield* both(caller!, [callees[0]!], "node_rpc", {
               calls: "node_rpc_calls_s",
               latency: "node_rpc",
               cpu: "caller_cpu_us_per_call"

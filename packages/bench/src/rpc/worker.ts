@@ -264,7 +264,10 @@ const program = Effect.gen(function* () {
       case "ProfileStop":
         return Profiler.stop(command.file).pipe(Effect.map((file) => ({ file, served: served.count })))
       case "Served":
-        return Effect.succeed({ served: served.count })
+        return Effect.sync(() => {
+          const cpu = process.cpuUsage()
+          return { served: served.count, cpuUs: cpu.user + cpu.system }
+        })
     }
   }
 

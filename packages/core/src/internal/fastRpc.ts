@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { directClient, directServer } from "./directProtocol.js"
 
 /**
  * Node RPC without the per-call machinery of `RpcClient.make` / `RpcServer.make`: the same wire
@@ -116,8 +117,7 @@ type Waiting =
   | {
       readonly _tag: "Effect"
       readonly compiled: Compiled
-      exit: Exit.Exit<unknown, unknown> | undefined
-      resume: ((exit: Exit.Exit<unknown, unknown>) => void) | undefined
+      readonly resume: (exit: Exit.Exit<unknown, unknown>) => void
     }
   | {
       readonly _tag: "Stream"
@@ -140,16 +140,16 @@ export interface Link {
 export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Link, never, Scope.Scope> =>
   Effect.gen(function* () {
     const waiting = new Map<string, Waiting>()
+    const direct = directClient(protocol)
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     let nextId = 0
     const clients = new WeakMap<RpcGroup.RpcGroup<any>, unknown>()
 
     const settle = (entry: Waiting, exit: Exit.Exit<unknown, unknown>) => {
       if (entry._tag === "Stream") {
         entry.mailbox.unsafeDone(Exit.asVoid(exit))
-      } else if (entry.resume) {
-        entry.resume(exit)
       } else {
-        entry.exit = exit
+        entry.resume(exit)
       }
     }
 
@@ -175,14 +175,26 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
       return Effect.forkDaemon(Effect.zipRight(entry.mailbox.offerAll(rest), ack))
     }
 
+    // an Effect call's answer is its only message, so it may overtake the stream messages left to `run`
+    const onEffectExit = (message: FromServerEncoded): boolean => {
+      if (message._tag !== "Exit") return false
+      const entry = waiting.get(message.requestId)
+      if (entry?._tag === "Stream") return false
+      if (entry) onExit(entry, message.requestId, message.exit)
+      return true
+    }
+
+    const onExit = (entry: Waiting, requestId: string, exit: unknown) => {
+      waiting.delete(requestId)
+      const decoded = entry.compiled.decodeExit(exit)
+      settle(entry, Either.isRight(decoded) ? decoded.right : Exit.die(decoded.left))
+    }
+
     const onMessage = (message: FromServerEncoded): Effect.Effect<void> => {
       switch (message._tag) {
         case "Exit": {
           const entry = waiting.get(message.requestId)
-          if (!entry) return Effect.void
-          waiting.delete(message.requestId)
-          const decoded = entry.compiled.decodeExit(message.exit)
-          settle(entry, Either.isRight(decoded) ? decoded.right : Exit.die(decoded.left))
+          if (entry) onExit(entry, message.requestId, message.exit)
           return Effect.void
         }
         case "Chunk":
@@ -201,6 +213,7 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
     const send = (message: FromClientEncoded) =>
       Effect.catchAll(protocol.send(message), () => Effect.void) as Effect.Effect<void>
 
+    direct?.unsafeReceive(onEffectExit)
     yield* protocol
       .run((message) => Effect.suspend(() => onMessage(message)))
       .pipe(Effect.interruptible, Effect.forkScoped)
@@ -224,34 +237,53 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
         headers: headers === undefined ? [] : Object.entries(Headers.fromInput(headers))
       }))
 
+    // without the transport's direct hooks a request is sent by a forked `protocol.send`, whose
+    // failure fails the waiting call
+    const sendNow =
+      direct?.unsafeSend ??
+      ((message: FromClientEncoded) => {
+        runFork(
+          Effect.catchAll(protocol.send(message), (error) =>
+            Effect.sync(() => {
+              const id = message._tag === "Request" ? message.id : undefined
+              const entry = id === undefined ? undefined : waiting.get(id)
+              if (entry) {
+                waiting.delete(id!)
+                settle(entry, Exit.fail(error))
+              }
+            })
+          )
+        )
+        return undefined
+      })
+
     const call = (
       compiled: Compiled,
       payload: unknown,
       options: { readonly headers?: Headers.Input; readonly discard?: boolean } | undefined
-    ): Effect.Effect<unknown, unknown> =>
-      Effect.suspend(() => {
+    ): Effect.Effect<unknown, unknown> => {
+      if (options?.discard) {
+        return Effect.suspend(() => {
+          const message = request(compiled, String(nextId++), payload, options.headers)
+          return Either.isLeft(message) ? Effect.die(message.left) : protocol.send(message.right)
+        })
+      }
+      return Effect.async<unknown, unknown>((resume) => {
         const id = String(nextId++)
         const message = request(compiled, id, payload, options?.headers)
-        if (Either.isLeft(message)) return Effect.die(message.left)
-        if (options?.discard) return protocol.send(message.right)
-        const entry: Waiting = { _tag: "Effect", compiled, exit: undefined, resume: undefined }
+        if (Either.isLeft(message)) return resume(Effect.die(message.left))
+        const entry: Waiting = { _tag: "Effect", compiled, resume }
         waiting.set(id, entry)
-        return protocol.send(message.right).pipe(
-          Effect.catchAll((error) => {
-            waiting.delete(id)
-            return Effect.fail(error)
-          }),
-          Effect.zipRight(
-            Effect.async<unknown, unknown>((resume) => {
-              if (entry.exit) return resume(entry.exit)
-              entry.resume = resume
-              return Effect.suspend(() =>
-                waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
-              )
-            })
-          )
+        const error = sendNow(message.right)
+        if (error) {
+          waiting.delete(id)
+          return resume(Effect.fail(error))
+        }
+        return Effect.suspend(() =>
+          waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
         )
       })
+    }
 
     const stream = (
       compiled: Compiled,
@@ -328,7 +360,7 @@ export interface Handlers {
 
 /**
  * Serves every group added to the returned `Handlers` on `protocol`. Each request runs in its own
- * fiber (`Runtime.runFork`), which encodes and sends its own exit; `Interrupt` interrupts it, a
+ * fiber (`Runtime.runFork`), whose observer encodes and sends its exit; `Interrupt` interrupts it, a
  * disconnect interrupts all of a client's requests, `Ping` is answered with `Pong`. A request for an
  * unknown tag, or whose payload fails its Schema, is answered with a defect naming the problem, and
  * the connection keeps serving.
@@ -339,8 +371,14 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
     const clients = new Map<number, Map<string, Fiber.RuntimeFiber<unknown, unknown>>>()
     const latches = new Map<string, Effect.Latch>()
     const base = yield* Effect.runtime<never>()
+    const direct = directServer(protocol)
 
     const respond = (clientId: number, message: FromServerEncoded) => protocol.send(clientId, message)
+    const respondNow =
+      direct?.unsafeSend ??
+      ((clientId: number, message: FromServerEncoded) => {
+        Runtime.runFork(base, respond(clientId, message))
+      })
 
     const exitMessage = (compiled: Compiled, requestId: string, exit: Exit.Exit<unknown, unknown>) => {
       const encoded = compiled.encodeExit(exit)
@@ -377,7 +415,7 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
     const start = (clientId: number, message: Extract<FromClientEncoded, { _tag: "Request" }>) => {
       const entry = served.get(message.tag)
       if (!entry) {
-        return respond(clientId, {
+        return respondNow(clientId, {
           _tag: "Exit",
           requestId: message.id,
           exit: dieEncoded(`Unknown request tag: ${message.tag}`)
@@ -385,7 +423,7 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       }
       const payload = entry.compiled.decodePayload(message.payload)
       if (Either.isLeft(payload)) {
-        return respond(clientId, {
+        return respondNow(clientId, {
           _tag: "Exit",
           requestId: message.id,
           exit: dieEncoded(new Error(`Invalid payload for ${message.tag}: ${payload.left.message}`))
@@ -403,17 +441,35 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
         ? streamBody(entry, clientId, message.id, value as Stream.Stream<unknown, unknown>)
         : (value as Effect.Effect<unknown, unknown>)
       const uninterruptible = wrapped && (result as { uninterruptible?: boolean }).uninterruptible === true
-      const effect = Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(uninterruptible ? body : restore(body)), (exit) =>
-          respond(clientId, exitMessage(entry.compiled, message.id, exit))
-        )
-      )
       const fibers = clients.get(clientId) ?? new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
       clients.set(clientId, fibers)
-      const fiber = Runtime.runFork(entry.runtime, effect)
+      // the answer is written by the fiber's observer, which runs whatever ended it (interruption too)
+      const fiber = Runtime.runFork(entry.runtime, uninterruptible ? Effect.uninterruptible(body) : body)
       fibers.set(message.id, fiber)
-      fiber.addObserver(() => fibers.delete(message.id))
-      return Effect.void
+      fiber.addObserver((exit) => {
+        fibers.delete(message.id)
+        respondNow(clientId, exitMessage(entry.compiled, message.id, exit))
+      })
+    }
+
+    const onRequest = (clientId: number, message: FromClientEncoded): boolean => {
+      switch (message._tag) {
+        case "Request":
+          start(clientId, message)
+          break
+        case "Ack":
+          latches.get(`${clientId}:${message.requestId}`)?.unsafeOpen()
+          break
+        case "Interrupt": {
+          const fiber = clients.get(clientId)?.get(message.requestId)
+          if (fiber) fiber.unsafeInterruptAsFork(fiber.id())
+          break
+        }
+        case "Ping":
+          respondNow(clientId, constPong)
+          break
+      }
+      return true
     }
 
     yield* protocol.disconnects.take.pipe(
@@ -430,27 +486,9 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       Effect.forkScoped
     )
 
+    direct?.unsafeReceive(onRequest)
     yield* protocol
-      .run((clientId, message) =>
-        Effect.suspend(() => {
-          switch (message._tag) {
-            case "Request":
-              return start(clientId, message)
-            case "Ack":
-              latches.get(`${clientId}:${message.requestId}`)?.unsafeOpen()
-              return Effect.void
-            case "Interrupt": {
-              const fiber = clients.get(clientId)?.get(message.requestId)
-              if (fiber) fiber.unsafeInterruptAsFork(fiber.id())
-              return Effect.void
-            }
-            case "Ping":
-              return respond(clientId, constPong)
-            default:
-              return Effect.void
-          }
-        })
-      )
+      .run((clientId, message) => Effect.sync(() => onRequest(clientId, message)))
       .pipe(Effect.interruptible, Effect.forkScoped)
 
     yield* Effect.addFinalizer(() =>

@@ -10,6 +10,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { makeCoalescingWriter } from "./coalescingWriter.js"
+import { type DirectClient, DirectTypeId, offerEach } from "@foundation/core/internal/directProtocol"
 
 const pingInterval = Duration.seconds(10)
 
@@ -21,8 +22,9 @@ const protocolError = (message: string, cause?: unknown) =>
  * `RpcClient.makeProtocolSocket` over `NodeSocket.makeNet`, which waits for the kernel's write
  * callback on every frame (an async suspension per call) and forks a fiber per read.
  *
- * - Writes are coalesced: the frames sent in one tick leave as one `socket.write`.
- * - Reads: every frame of a chunk is handed to the client in one fiber.
+ * - Writes are coalesced: the frames sent in one event-loop turn leave as one `socket.write`.
+ * - Reads: the frames of a chunk are offered to the direct receiver first (`DirectClient`, in the
+ *   read callback); the rest are handed to the client in one fiber.
  * - A connection error is reported to the client as `ClientProtocolError` (which fails every
  *   request in flight with it), and sends fail with it until a reconnect succeeds
  *   (`retrySchedule`, default every 500 ms). With `retryTransientErrors`, a failed open is retried
@@ -49,15 +51,28 @@ export const make = (
       let awaitingPong = false
       const writer = makeCoalescingWriter()
       let lastAttemptOpened = false
+      let receiver: ((message: FromServerEncoded) => boolean) | undefined
 
       const deliver = (responses: ReadonlyArray<FromServerEncoded>) => {
-        if (responses.length === 0) return
         for (const response of responses) if (response._tag === "Pong") awaitingPong = false
+        const rest = offerEach(responses, receiver)
+        if (rest === undefined) return
         runFork(
-          responses.length === 1
-            ? writeResponse(responses[0]!)
-            : Effect.forEach(responses, writeResponse, { discard: true })
+          rest.length === 1 ? writeResponse(rest[0]!) : Effect.forEach(rest, writeResponse, { discard: true })
         )
+      }
+
+      const unsafeSend = (request: FromClientEncoded): RpcClientError | undefined => {
+        if (currentError) return currentError
+        const encoded = parser.encode(request)
+        if (encoded !== undefined) writer.write(encoded)
+        return undefined
+      }
+      const direct: DirectClient = {
+        unsafeSend,
+        unsafeReceive: (handler) => {
+          receiver = handler
+        }
       }
 
       // one connection's life: resolves when it closes, with the reason
@@ -138,13 +153,12 @@ export const make = (
       return {
         send: (request: FromClientEncoded) =>
           Effect.suspend(() => {
-            if (currentError) return Effect.fail(currentError)
-            const encoded = parser.encode(request)
-            if (encoded !== undefined) writer.write(encoded)
-            return Effect.void
+            const error = unsafeSend(request)
+            return error ? Effect.fail(error) : Effect.void
           }),
         supportsAck: true,
-        supportsTransferables: false
+        supportsTransferables: false,
+        [DirectTypeId]: direct
       }
     })
   )

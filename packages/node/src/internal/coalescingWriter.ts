@@ -1,14 +1,18 @@
 import type * as Net from "node:net"
 
 /**
- * Frames written in one tick leave as one `socket.write`: the flush runs on `process.nextTick`,
- * after every fiber woken in the same turn has written. Frames written while no socket is attached
- * wait for `attach`.
+ * Frames written in one turn of the event loop leave as one `socket.write`: the flush runs on
+ * `setImmediate`, after every read callback of the turn (and every fiber they woke) has written,
+ * where `process.nextTick` would flush after each read callback. A write system call costs 10–15 µs
+ * here, so under load the larger batches matter more than the few µs the flush waits. Frames
+ * written while no socket is attached wait for `attach`.
  */
 export interface CoalescingWriter {
   readonly attach: (socket: Net.Socket) => void
   readonly detach: (socket: Net.Socket) => void
   readonly write: (frame: Uint8Array | string) => void
+  /** writes the pending frames now (before the socket is ended, say) */
+  readonly flush: () => void
   /** drops the frames not yet written (their connection failed) */
   readonly clear: () => void
 }
@@ -29,7 +33,7 @@ export const makeCoalescingWriter = (): CoalescingWriter => {
   const schedule = () => {
     if (scheduled || !target) return
     scheduled = true
-    process.nextTick(flush)
+    setImmediate(flush)
   }
 
   return {
@@ -44,6 +48,7 @@ export const makeCoalescingWriter = (): CoalescingWriter => {
       pending.push(typeof frame === "string" ? Buffer.from(frame) : frame)
       schedule()
     },
+    flush,
     clear: () => {
       pending = []
     }

@@ -11,6 +11,7 @@ import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { makeCoalescingWriter } from "./coalescingWriter.js"
+import { type DirectServer, DirectTypeId, offerEach } from "@foundation/core/internal/directProtocol"
 
 const encodeMalformed = Schema.encodeSync(MalformedFrame)
 
@@ -75,9 +76,11 @@ export const make = Effect.gen(function* () {
   const serialization = yield* RpcSerialization.RpcSerialization
   const disconnects = yield* Mailbox.make<number>()
   const clients = new Map<number, (response: FromServerEncoded) => Effect.Effect<void>>()
+  const clientsNow = new Map<number, (response: FromServerEncoded) => void>()
   const clientIds = new Set<number>()
   let nextClientId = 0
   let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
+  let receiver: ((clientId: number, message: FromClientEncoded) => boolean) | undefined
 
   const onSocket = (socket: Socket.Socket) =>
     Effect.gen(function* () {
@@ -92,31 +95,43 @@ export const make = Effect.gen(function* () {
         Effect.suspend(() => {
           clientIds.delete(id)
           clients.delete(id)
+          clientsNow.delete(id)
           return disconnects.offer(id)
         })
       )
-      const writeRaw = yield* Option.match(netSocket, {
-        onNone: () => socket.writer,
-        onSome: (conn) => {
-          const writer = makeCoalescingWriter()
-          writer.attach(conn)
-          return Effect.succeed((frame: Uint8Array | string) => Effect.sync(() => writer.write(frame)))
-        }
-      })
-      const write = (response: FromServerEncoded): Effect.Effect<void> => {
+      const encode = (response: FromServerEncoded) => {
         try {
-          const encoded = parser.encode(response)
-          return encoded === undefined ? Effect.void : Effect.orDie(writeRaw(encoded))
+          return parser.encode(response)
         } catch (cause) {
-          return Effect.orDie(writeRaw(parser.encode(ResponseDefectEncoded(cause))!))
+          return parser.encode(ResponseDefectEncoded(cause))
         }
       }
+      const coalescing = Option.map(netSocket, (conn) => {
+        const writer = makeCoalescingWriter()
+        writer.attach(conn)
+        return writer
+      })
+      const writeNow = Option.map(coalescing, (writer) => (response: FromServerEncoded) => {
+        const encoded = encode(response)
+        if (encoded !== undefined) writer.write(encoded)
+      })
+      const write = Option.isSome(writeNow)
+        ? (response: FromServerEncoded) => Effect.sync(() => writeNow.value(response))
+        : yield* Effect.map(socket.writer, (writeRaw) => (response: FromServerEncoded) => {
+            const encoded = encode(response)
+            return encoded === undefined ? Effect.void : Effect.orDie(writeRaw(encoded))
+          })
       clientIds.add(id)
       clients.set(id, write)
+      if (Option.isSome(writeNow)) clientsNow.set(id, writeNow.value)
 
       const reject = (reason: string) => {
         const error = new MalformedFrame({ reason })
-        return Effect.zipRight(Effect.ignore(write(malformedResponse(error))), Effect.fail(error))
+        // the connection closes next: the defect must leave before the socket is ended
+        return Effect.ignore(write(malformedResponse(error))).pipe(
+          Effect.zipRight(Effect.sync(() => Option.map(coalescing, (writer) => writer.flush()))),
+          Effect.zipRight(Effect.fail(error))
+        )
       }
 
       yield* socket
@@ -131,11 +146,14 @@ export const make = Effect.gen(function* () {
             const reason = invalidReason(message)
             if (reason !== undefined) return reject(reason)
           }
-          return decoded.length === 1
-            ? writeRequest(id, decoded[0] as FromClientEncoded)
-            : Effect.forEach(decoded, (message) => writeRequest(id, message as FromClientEncoded), {
-                discard: true
-              })
+          const rest = offerEach(
+            decoded as ReadonlyArray<FromClientEncoded>,
+            receiver && ((message) => receiver!(id, message))
+          )
+          if (rest === undefined) return
+          return rest.length === 1
+            ? writeRequest(id, rest[0]!)
+            : Effect.forEach(rest, (message) => writeRequest(id, message), { discard: true })
         })
         .pipe(
           Effect.catchAll((error) =>
@@ -148,6 +166,18 @@ export const make = Effect.gen(function* () {
           Effect.interruptible
         )
     }).pipe(Effect.scoped)
+
+  const direct: DirectServer = {
+    unsafeSend: (clientId, response) => {
+      const writeNow = clientsNow.get(clientId)
+      if (writeNow) return writeNow(response)
+      const write = clients.get(clientId)
+      if (write) Effect.runFork(write(response))
+    },
+    unsafeReceive: (handler) => {
+      receiver = handler
+    }
+  }
 
   const protocol = yield* RpcServer.Protocol.make((writeRequest_) => {
     writeRequest = writeRequest_
@@ -162,7 +192,8 @@ export const make = Effect.gen(function* () {
       initialMessage: Effect.succeedNone,
       supportsAck: true,
       supportsTransferables: false,
-      supportsSpanPropagation: true
+      supportsSpanPropagation: true,
+      [DirectTypeId]: direct
     })
   })
 

@@ -55,6 +55,7 @@ export const make = (
 
     const server = Net.createServer((conn) => {
       if (!accepting) return void conn.destroy()
+      conn.setNoDelay(true)
       connections.add(conn)
       conn.once("close", () => connections.delete(conn))
       if (handle) handle(conn)
