@@ -453,6 +453,14 @@ const firstOf = <A>(...candidates: ReadonlyArray<Candidate<A>>): Candidate<A> =>
     Effect.succeed(Option.none()) as Candidate<A>
   )
 
+/** The usual precedence: the `FOUNDATION_*` variable `v`, then the `Settings` field, then `fallback`. */
+const overridable = <A, B = never>(
+  v: Variable<A>,
+  field: string,
+  value: A | undefined,
+  fallback: Candidate<B>
+): Candidate<A | B> => firstOf<A | B>(fromEnv(v), fromSettings(v, field, value), fallback)
+
 const redactUrl = (url: string) => url.replace(/^(\w+:\/\/[^:/@]+):[^@/]*@/, "$1:***@")
 
 const renderValue = (value: unknown): string =>
@@ -518,11 +526,7 @@ const parseCluster = (
 
 /** `FOUNDATION_DATABASE_URL`, then `settings.databaseUrl`, then `DATABASE_URL`. */
 const databaseUrl = (settings: Settings<unknown>): Candidate<string> =>
-  firstOf(
-    fromEnv(env.databaseUrl),
-    fromSettings(env.databaseUrl, "databaseUrl", settings.databaseUrl),
-    fromEnv(env.platformDatabaseUrl)
-  )
+  overridable(env.databaseUrl, "databaseUrl", settings.databaseUrl, fromEnv(env.platformDatabaseUrl))
 
 /** Auto-detection (`cluster: true`): kubernetes, then a database URL, then local. */
 const detect = (
@@ -546,7 +550,11 @@ interface Pinned {
   readonly runnerPort: number
 }
 
-const pinnedSource: Source = { _tag: "Settings", field: "settings.shardingConfig.runnerAddress" }
+/** A value fixed by the `runnerAddress` of your `ShardingConfig`. */
+const pinnedTo = <A>(value: A): Candidate<A> =>
+  Effect.succeed(
+    Option.some([value, { _tag: "Settings", field: "settings.shardingConfig.runnerAddress" }] as const)
+  )
 
 const nothing = <A>(): Candidate<A> => Effect.succeed(Option.none())
 
@@ -561,16 +569,15 @@ const translate = (
   Effect.gen(function* () {
     const k8s = strategy === "kubernetes"
     const none = strategy === "none"
-    const freePort = "no clustering: a free loopback port, chosen at start"
-
     const host = yield* choose(
       choices,
       "host",
       pinned
-        ? Effect.succeed(Option.some([pinned.host, pinnedSource] as const))
-        : firstOf(
-            fromEnv(env.host),
-            fromSettings(env.host, "host", settings.host),
+        ? pinnedTo(pinned.host)
+        : overridable(
+            env.host,
+            "host",
+            settings.host,
             k8s
               ? firstOf(fromEnv(env.podIp), fromEnv(env.platformPodIp))
               : fromRule("127.0.0.1", none ? "no clustering: loopback only" : "the default")
@@ -590,36 +597,34 @@ const translate = (
     const listenHost = yield* choose(
       choices,
       "listenHost",
-      firstOf(
-        fromEnv(env.listenHost),
-        fromSettings(env.listenHost, "listenHost", settings.listenHost),
+      overridable(
+        env.listenHost,
+        "listenHost",
+        settings.listenHost,
         k8s
           ? fromRule("0.0.0.0", "kubernetes: a pod binds every interface")
           : fromRule(host, "the same as host")
       )
     )
-    const port = yield* choose(
-      choices,
-      "port",
-      firstOf(
-        fromEnv(env.port),
-        fromSettings(env.port, "port", settings.port),
-        none ? fromRule(0, freePort) : fromRule(4370, "the default")
-      ),
-      { render: renderPort }
-    )
-    const runnerPort = yield* choose(
-      choices,
-      "runnerPort",
-      pinned
-        ? Effect.succeed(Option.some([pinned.runnerPort, pinnedSource] as const))
-        : firstOf(
-            fromEnv(env.runnerPort),
-            fromSettings(env.runnerPort, "runnerPort", settings.runnerPort),
-            none ? fromRule(0, freePort) : fromRule(4371, "the default")
-          ),
-      { render: renderPort }
-    )
+    /** A port: `FOUNDATION_*`, the setting, then the default, or a free one without clustering. */
+    const portOf = (field: "port" | "runnerPort", defaultPort: number, pin: number | undefined) =>
+      choose(
+        choices,
+        field,
+        pin !== undefined
+          ? pinnedTo(pin)
+          : overridable(
+              env[field],
+              field,
+              settings[field],
+              none
+                ? fromRule(0, "no clustering: a free loopback port, chosen at start")
+                : fromRule(defaultPort, "the default")
+            ),
+        { render: renderPort }
+      )
+    const port = yield* portOf("port", 4370, undefined)
+    const runnerPort = yield* portOf("runnerPort", 4371, pinned?.runnerPort)
     const nodeId = yield* choose(
       choices,
       "nodeId",
@@ -647,9 +652,10 @@ const translate = (
         ? fromRule<Storage>({ _tag: "sqlite", filename: ":memory:" }, "no clustering: in memory")
         : strategy === "local"
           ? asStorage(
-              firstOf(
-                fromEnv(env.sqliteFile),
-                fromSettings(env.sqliteFile, "sqliteFile", settings.sqliteFile),
+              overridable(
+                env.sqliteFile,
+                "sqliteFile",
+                settings.sqliteFile,
                 fromRule(".foundation/foundation.db", "local: the embedded default, one process")
               ),
               (filename) => ({ _tag: "sqlite", filename })
@@ -669,9 +675,10 @@ const translate = (
     const tablePrefix = yield* choose(
       choices,
       "tablePrefix",
-      firstOf<string | undefined>(
-        fromEnv(env.tablePrefix),
-        fromSettings(env.tablePrefix, "tablePrefix", settings.tablePrefix),
+      overridable(
+        env.tablePrefix,
+        "tablePrefix",
+        settings.tablePrefix,
         fromRule(undefined, "none: tables cluster_* and foundation_nodes")
       ),
       { render: (prefix) => prefix ?? "none" }
@@ -679,10 +686,11 @@ const translate = (
     const failureDetection = yield* choose(
       choices,
       "failureDetection",
-      firstOf<Foundation.FailureDetection>(
-        fromEnv(env.failureDetection),
-        fromSettings(env.failureDetection, "failureDetection", settings.failureDetection),
-        fromRule("foundation", "the default: Foundation's failure detector")
+      overridable(
+        env.failureDetection,
+        "failureDetection",
+        settings.failureDetection,
+        fromRule<Foundation.FailureDetection>("foundation", "the default: Foundation's failure detector")
       )
     )
     let kubernetes: Kubernetes | undefined = undefined
@@ -690,18 +698,20 @@ const translate = (
       const labelSelector = yield* choose(
         choices,
         "kubernetes.labelSelector",
-        firstOf(
-          fromEnv(env.k8sSelector),
-          fromSettings(env.k8sSelector, "kubernetes.labelSelector", settings.kubernetes?.labelSelector),
+        overridable(
+          env.k8sSelector,
+          "kubernetes.labelSelector",
+          settings.kubernetes?.labelSelector,
           fromRule(`app=${appName}`, "app=<app name>")
         )
       )
       const namespace = yield* choose(
         choices,
         "kubernetes.namespace",
-        firstOf<string | undefined>(
-          fromEnv(env.k8sNamespace),
-          fromSettings(env.k8sNamespace, "kubernetes.namespace", settings.kubernetes?.namespace),
+        overridable(
+          env.k8sNamespace,
+          "kubernetes.namespace",
+          settings.kubernetes?.namespace,
           fromRule(undefined, "none: pods of every namespace (the service account must list them all)")
         ),
         { render: (ns) => ns ?? "all" }
@@ -826,20 +836,12 @@ export const resolve = <E = never>(
     const appName = yield* choose(
       choices,
       "appName",
-      firstOf(
-        fromEnv(env.appName),
-        fromSettings(env.appName, "appName", settings.appName),
-        fromRule("foundation", "the default")
-      )
+      overridable(env.appName, "appName", settings.appName, fromRule("foundation", "the default"))
     )
     const expectedNodes = yield* choose(
       choices,
       "expectedNodes",
-      firstOf(
-        fromEnv(env.expectedNodes),
-        fromSettings(env.expectedNodes, "expectedNodes", settings.expectedNodes),
-        fromRule(1, "the default")
-      )
+      overridable(env.expectedNodes, "expectedNodes", settings.expectedNodes, fromRule(1, "the default"))
     )
 
     if (settings.layer !== undefined) {

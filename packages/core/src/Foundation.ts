@@ -4,30 +4,36 @@
  *
  * What `layerNode` builds, in raw calls:
  * ```ts
- * RunnerServer.layerWithClients                         // Sharding + Runners (the engine)
+ * RunnerRpc.layerWithClients                            // Sharding + Runners, runner hop on the fast node RPC
+ *   // (RunnerServer.layerWithClients, the engine's own runner RPC, with runnerTransport "engine")
  *   .pipe(Layer.provide(FailureDetector.layerRunnerHealth)) // RunnerHealth answered by the detector
  * FailureDetector.layerFailover                         // NodeDown -> setRunnerHealth(false) + releaseAll
  * Node.layer({ id, address, runnerAddress })            // membership + NodeRpcs endpoint
  * ShardingConfig.layer({ ...Foundation.shardingDefaults, runnerAddress })
+ * Sharding.makeClient(entity.annotate(ClusterSchema.ClientTracingEnabled, false)) // unless the entity
+ *                                                       // sets it, or entityClientTracing is true
  * ```
  * The platform package supplies the parts: the runner and node server protocols, the runner client
  * protocol, the node transport, the directory and the two storages. Swap any part for your own, or
  * skip this module and compose the raw layers yourself.
  */
+import * as ClusterSchema from "@effect/cluster/ClusterSchema"
 import type * as MessageStorage from "@effect/cluster/MessageStorage"
 import { RunnerAddress } from "@effect/cluster/RunnerAddress"
 import * as RunnerHealth from "@effect/cluster/RunnerHealth"
 import type * as Runners from "@effect/cluster/Runners"
 import * as RunnerServer from "@effect/cluster/RunnerServer"
 import type { RunnerStorage } from "@effect/cluster/RunnerStorage"
-import type * as Sharding from "@effect/cluster/Sharding"
+import * as Sharding from "@effect/cluster/Sharding"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import type * as RpcServer from "@effect/rpc/RpcServer"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as FailureDetector from "./FailureDetector.js"
 import * as Node from "./Node.js"
+import * as RunnerRpc from "./RunnerRpc.js"
 import type { NodeDirectory } from "./NodeDirectory.js"
 import type { NodeDirectoryError } from "./NodeError.js"
 import type { NodeTransport } from "./NodeTransport.js"
@@ -74,6 +80,16 @@ export interface NodeOptions {
   /** overrides of `shardingDefaults` (or of the engine defaults in `engine` mode) */
   readonly sharding?: Partial<ShardingConfig.ShardingConfig["Type"]> | undefined
   readonly failureDetection?: FailureDetection | undefined
+  /**
+   * how runners call each other: `foundation` (`RunnerRpc`, the default) or `engine`
+   * (`RunnerServer.layerWithClients`, the default in `engine` failure-detection mode)
+   */
+  readonly runnerTransport?: "foundation" | "engine" | undefined
+  /**
+   * open a span per entity call on the caller (the engine's `ClusterSchema.ClientTracingEnabled`).
+   * Default `false`: an entity that sets the annotation itself keeps its own setting.
+   */
+  readonly entityClientTracing?: boolean | undefined
 }
 
 /** The platform-specific layers a node is made of. */
@@ -125,7 +141,9 @@ export const layerNode = <E>(
   const runnerHealth: Layer.Layer<RunnerHealth.RunnerHealth, E, Node.Node> = engineMode
     ? (parts.engineRunnerHealth ?? RunnerHealth.layerNoop)
     : FailureDetector.layerRunnerHealth
-  const engine = RunnerServer.layerWithClients.pipe(
+  const runnerTransport = options.runnerTransport ?? (engineMode ? "engine" : "foundation")
+  const runner = runnerTransport === "engine" ? RunnerServer.layerWithClients : RunnerRpc.layerWithClients
+  const engine = (options.entityClientTracing === true ? runner : withoutClientTracing(runner)).pipe(
     Layer.provide(runnerHealth),
     Layer.provide([parts.runnerServer, parts.runnerClient])
   )
@@ -136,3 +154,24 @@ export const layerNode = <E>(
     Layer.provideMerge(ShardingConfig.layer(shardingConfigFor(options)))
   )
 }
+
+/**
+ * `Sharding.makeClient` builds entity clients with `ClusterSchema.ClientTracingEnabled` false unless
+ * the entity sets it: a span per call costs the caller 5-13 % of an entity call. Entities are equal
+ * by type, so the engine caches one client per type either way.
+ */
+const withoutClientTracing = <E, R>(
+  runner: Layer.Layer<Sharding.Sharding | Runners.Runners, E, R>
+): Layer.Layer<Sharding.Sharding | Runners.Runners, E, R> =>
+  Layer.map(runner, (context) => {
+    const sharding = Context.get(context, Sharding.Sharding)
+    return Context.add(context, Sharding.Sharding, {
+      ...sharding,
+      makeClient: (entity) =>
+        sharding.makeClient(
+          entity.protocol.annotations.unsafeMap.has(ClusterSchema.ClientTracingEnabled.key)
+            ? entity
+            : entity.annotate(ClusterSchema.ClientTracingEnabled, false)
+        )
+    })
+  })

@@ -43,6 +43,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/health.js"
+import * as internalSettings from "./internal/settings.js"
 import { type Node, NodeId } from "./Node.js"
 import { RestartPolicy } from "./SupervisorStorage.js"
 import { EventLoopLag, Memory, type Vitals } from "./Vitals.js"
@@ -364,23 +365,11 @@ export const defaults: Settings = {
 }
 
 /** Overrides of `defaults`; durations as `Duration.DurationInput` ("30 seconds", 30000, ...). */
-export type SettingsInput = {
-  readonly [K in keyof Settings]?: Settings[K] extends Duration.Duration
-    ? Duration.DurationInput
-    : Settings[K]
-}
+export type SettingsInput = internalSettings.Input<Settings>
 
 /** `defaults` with `input` applied. */
-export const resolveSettings = (input?: SettingsInput): Settings => {
-  const resolved: Record<string, unknown> = { ...defaults }
-  for (const [key, value] of Object.entries(input ?? {})) {
-    if (value === undefined) continue
-    resolved[key] = Duration.isDuration(resolved[key])
-      ? Duration.decode(value as Duration.DurationInput)
-      : value
-  }
-  return resolved as unknown as Settings
-}
+export const resolveSettings = (input?: SettingsInput): Settings =>
+  internalSettings.withDefaults(defaults, input)
 
 // -----------------------------------------------------------------------------
 // The service

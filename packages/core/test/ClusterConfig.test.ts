@@ -366,7 +366,10 @@ describe("ClusterConfig.resolve: environment overrides", () => {
           [{ FOUNDATION_HOST: "" }, "FOUNDATION_HOST", "a host name or IP address"],
           [{ FOUNDATION_DATABASE_URL: "mysql://db/app" }, "FOUNDATION_DATABASE_URL", "a PostgreSQL URL"],
           [{ FOUNDATION_TABLE_PREFIX: "a-b" }, "FOUNDATION_TABLE_PREFIX", "letters, digits and underscores"],
-          [{ FOUNDATION_FAILURE_DETECTION: "fast" }, "FOUNDATION_FAILURE_DETECTION", "foundation or engine"]
+          [{ FOUNDATION_FAILURE_DETECTION: "fast" }, "FOUNDATION_FAILURE_DETECTION", "foundation or engine"],
+          [{ FOUNDATION_NODE_ID: "  " }, "FOUNDATION_NODE_ID", "a non-empty node id"],
+          [{ FOUNDATION_LISTEN_HOST: "every host" }, "FOUNDATION_LISTEN_HOST", "a local address to bind"],
+          [{ FOUNDATION_RUNNER_SHARD_WEIGHT: "0" }, "FOUNDATION_RUNNER_SHARD_WEIGHT", "a positive integer"]
         ]
         for (const [env, variable, expected] of cases) {
           const error = yield* failureOf({ cluster: "postgres", databaseUrl: "postgres://u@db/app" }, env)
@@ -478,6 +481,37 @@ describe("ClusterConfig.explain", () => {
       expect(text).toContain('RunnerHealth.layerK8s({ labelSelector: "app=shop" })')
       expect(text).toContain("ShardingConfig.layer({ ...Foundation.shardingDefaults, shardsPerGroup: 60")
       expect(text).not.toContain("s3cret")
+    })
+  )
+
+  it.effect("as text in every mode: the summary line says the mode and what it rests on", () =>
+    Effect.gen(function* () {
+      const firstLine = (resolved: ClusterConfig.Resolved<unknown>) =>
+        ClusterConfig.explainText(resolved).split("\n")[0]
+      expect(firstLine(yield* resolveWith({}))).toBe(
+        "Cluster configuration: NoClustering: one node, in memory"
+      )
+      expect(firstLine(yield* resolveWith({ cluster: true }, { DATABASE_URL: "postgres://u@db/app" }))).toBe(
+        "Cluster configuration: Mortal: auto-detected postgres (a database URL is set (env DATABASE_URL))"
+      )
+      expect(firstLine(yield* resolveWith({ cluster: "local" }))).toBe(
+        "Cluster configuration: Apprentice: strategy local"
+      )
+      const mine = Layer.empty as unknown as Layer.Layer<Foundation.NodeServices>
+      expect(firstLine(yield* resolveWith({ layer: mine }))).toBe(
+        "Cluster configuration: Wizard: your node layer, used unchanged"
+      )
+      const sharding = yield* resolveWith({ cluster: "local", shardingConfig: { shardsPerGroup: 64 } })
+      expect(firstLine(sharding)).toBe(
+        "Cluster configuration: Wizard: your ShardingConfig, used unchanged (strategy local)"
+      )
+      const text = ClusterConfig.explainText(sharding)
+      expect(text).toMatch(/sharding\.shardsPerGroup\s+64\s+settings\.shardingConfig\.shardsPerGroup/)
+      expect(text).toContain("ShardingConfig.layer({ ...ShardingConfig.defaults, shardsPerGroup: 64")
+      // without clustering the ports are picked at start, and the text says so
+      expect(ClusterConfig.explainText(yield* resolveWith({}))).toMatch(
+        /port\s+chosen at start\s+no clustering: a free loopback port, chosen at start/
+      )
     })
   )
 

@@ -1,16 +1,23 @@
 /**
  * `foundation demo`: three nodes in one process over loopback TCP, on one shared SQLite database,
- * running the `Sample` entity and singleton. It prints membership and placement, crashes the node
+ * running the `Sample` entity and singleton. It first prints its configuration as
+ * `ClusterConfig.explainText` shows it: each chosen value and the setting, env var or rule it came
+ * from. Then it prints membership and placement, crashes the node
  * hosting the singleton (no goodbye: `RunningNode.crash`), and measures how long the cluster takes
  * to notice, to run the singleton elsewhere and to answer that node's entities from another node.
  * Between those steps each component shows its part (`./demo/*`): the health endpoints and report,
  * routed channel messages and a cluster-wide setting, a MABEAM auction and vote and, after the crash,
  * a named singleton started with `ProcessManager`, looked up everywhere and failed over.
  *
- * Underneath: `SqlStorage.shared(SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" }))`,
- * then `FoundationNode.start(options, Sample.layer(report))` per node; calls go through
- * `Sample.Greeter.client`, membership through `Node.members` and `Node.events`.
+ * Underneath: `ClusterConfig.resolve(settings)` per node (the `local` strategy on SQLite `:memory:`,
+ * three expected nodes, each node its own id and free loopback ports; `FOUNDATION_*` variables
+ * override the rest, as they would for any node), one client for every node
+ * (`SqlStorage.shared(SqlStorage.layerClient(translation.storage))`), then
+ * `FoundationNode.start({ ...NodeClusterConfig.nodeOptions(translation), storage }, Sample.layer(report))`
+ * per node, with the resolved configuration provided to `Health` (its expected node count). Calls go
+ * through `Sample.Greeter.client`, membership through `Node.members` and `Node.events`.
  */
+import * as ClusterConfig from "@foundation/core/ClusterConfig"
 import { Node } from "@foundation/core/Node"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -24,6 +31,7 @@ import * as MabeamDemo from "./demo/Mabeam.js"
 import * as SupervisorDemo from "./demo/Supervisor.js"
 import * as FoundationNode from "./FoundationNode.js"
 import * as Table from "./internal/table.js"
+import * as NodeClusterConfig from "./NodeClusterConfig.js"
 import * as Sample from "./Sample.js"
 import * as SocketTransport from "./SocketTransport.js"
 import * as SqlStorage from "./SqlStorage.js"
@@ -72,17 +80,65 @@ const waitFor = <A, E, R>(
 const ms = (value: number) => `${Math.round(value)} ms`
 
 /**
+ * The settings of demo node `i`: the `local` strategy in memory, three expected nodes, and its own id
+ * and ports (`FOUNDATION_*` variables override them, as for any node).
+ */
+const settingsOf = (i: number, ports: ReadonlyArray<number>): ClusterConfig.Settings => ({
+  cluster: "local",
+  appName: "foundation-demo",
+  nodeId: `node-${i + 1}`,
+  expectedNodes: count,
+  host,
+  port: ports[i * 2],
+  runnerPort: ports[i * 2 + 1],
+  sqliteFile: ":memory:"
+})
+
+/**
+ * Resolves every node's configuration; fails with `DemoError` when a variable gives all of them the
+ * same id or port (they run in one process, so each needs its own).
+ */
+const configure = (ports: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    const resolved = yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => settingsOf(i, ports)),
+      (s) => ClusterConfig.resolve(s)
+    )
+    // settings without a `layer` always translate
+    const translations = resolved.map((config) => ClusterConfig.translationOf(config)!)
+    for (const field of ["nodeId", "port", "runnerPort"] as const) {
+      if (new Set(translations.map((t) => t[field])).size < count) {
+        const choice = resolved[0].choices.find((c) => c.setting === field)
+        return yield* new DemoError({
+          step: "configuration",
+          detail:
+            `every node got ${field} ${choice?.value} from ${choice ? ClusterConfig.renderSource(choice.source) : "?"}; ` +
+            `the demo runs ${count} nodes in one process: unset it`
+        })
+      }
+    }
+    return resolved.map((config, i) => ({ config, translation: translations[i] }))
+  })
+
+/**
  * Runs the demo and prints its progress; returns the measurements. Needs no database server and no
  * free port configuration: ports come from `SocketTransport.freePorts`.
  */
 export const run = Effect.gen(function* () {
   const startedAt = Date.now()
+  yield* Console.log(`Foundation demo: ${count} nodes in one process, loopback TCP, one shared database\n`)
+
+  const ports = yield* SocketTransport.freePorts(count * 2, host)
+  const configs = yield* configure(ports)
+  yield* Console.log(ClusterConfig.explainText(configs[0].config))
   yield* Console.log(
-    `Foundation demo: ${count} nodes in one process, loopback TCP, one shared SQLite database (:memory:)\n`
+    `\n  ${configs
+      .slice(1)
+      .map((c) => c.translation.nodeId)
+      .join(" and ")}: the same, with their own nodeId, port and runnerPort\n`
   )
 
-  const sql = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "sqlite", filename: ":memory:" }))
-  const ports = yield* SocketTransport.freePorts(count * 2, host)
+  const sql = yield* SqlStorage.shared(SqlStorage.layerClient(configs[0].translation.storage))
   const reports: Array<Sample.SingletonReport> = []
   let singletonHost: string | undefined
   const report = (event: Sample.SingletonReport) =>
@@ -93,13 +149,13 @@ export const run = Effect.gen(function* () {
     })
 
   const nodes = yield* Effect.forEach(
-    Array.from({ length: count }, (_, i) => i),
-    (i) =>
+    configs,
+    ({ config, translation }) =>
       FoundationNode.start(
-        { id: `node-${i + 1}`, host, port: ports[i * 2], runnerPort: ports[i * 2 + 1], storage: sql },
+        { ...NodeClusterConfig.nodeOptions(translation), storage: sql },
         Layer.mergeAll(
           Sample.layer(report),
-          HealthDemo.layer,
+          HealthDemo.layer.pipe(Layer.provide(ClusterConfig.layerResolved(config))),
           ChannelsDemo.layer,
           MabeamDemo.layer,
           SupervisorDemo.layer(sql)

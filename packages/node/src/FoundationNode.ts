@@ -4,11 +4,13 @@
  *
  * What `layer(options)` builds, in raw calls:
  * ```ts
- * Foundation.layerNode({ id, address, runnerAddress, sharding, failureDetection }, {
+ * Foundation.layerNode({ id, address, runnerAddress, sharding, failureDetection, runnerTransport,
+ *   entityClientTracing }, {                                    // runner hop: RunnerRpc by default
  *   nodeServer:   SocketTransport.layerServer("node", { host, port }),
  *   runnerServer: SocketTransport.layerServer("runner", { host, port: runnerPort }),
  *   runnerClient: SocketTransport.layerRunnerClient,                // NodeClusterSocket.layerClientProtocol + fixes
- *   engineRunnerHealth: RunnerHealth.layerPing,                     // only with failureDetection "engine"
+ *   engineRunnerHealth: RunnerHealth.layerPing,                     // only with failureDetection "engine";
+ *                                                                   // options.engineRunnerHealth replaces it
  *   transport:    SocketTransport.layerTransport,
  *   runnerStorage: SqlRunnerStorage.layerWith({ prefix }),
  *   messageStorage: SqlMessageStorage.layerWith({ prefix }),
@@ -67,8 +69,17 @@ export interface Options<E = never> {
   readonly detector?:
     | Partial<{ readonly [K in keyof FailureDetector.Settings]: Duration.DurationInput }>
     | undefined
-  /** `foundation` (default) or `engine`: the engine alone, with `RunnerHealth.layerPing` */
+  /** `foundation` (default) or `engine`: the engine alone, with `engineRunnerHealth` */
   readonly failureDetection?: Foundation.FailureDetection | undefined
+  /**
+   * who answers the engine's `RunnerHealth` in `engine` mode (default `RunnerHealth.layerPing`), e.g.
+   * `NodeClusterConfig.layerK8sRunnerHealth(kubernetes)` with its `K8sHttpClient` provided
+   */
+  readonly engineRunnerHealth?: Layer.Layer<RunnerHealth.RunnerHealth, E> | undefined
+  /** `foundation` (default: the runner hop on the fast node RPC, `RunnerRpc`) or `engine` */
+  readonly runnerTransport?: Foundation.NodeOptions["runnerTransport"]
+  /** a span per entity call on the caller (default `false`, see `Foundation.NodeOptions`) */
+  readonly entityClientTracing?: boolean | undefined
 }
 
 /** What can stop a node from starting. */
@@ -82,7 +93,9 @@ export const nodeOptions = (options: Options<unknown>): Foundation.NodeOptions =
     address: new Node.NodeAddress({ host, port: options.port }),
     runnerAddress: RunnerAddress.make(host, options.runnerPort),
     sharding: options.sharding,
-    failureDetection: options.failureDetection
+    failureDetection: options.failureDetection,
+    runnerTransport: options.runnerTransport,
+    entityClientTracing: options.entityClientTracing
   }
 }
 
@@ -108,10 +121,12 @@ const layerWith = <E>(
     nodeServer: SocketTransport.layerServer("node", { host: listenHost, port: options.port }),
     runnerServer: SocketTransport.layerServer("runner", { host: listenHost, port: options.runnerPort }),
     runnerClient,
-    engineRunnerHealth: RunnerHealth.layerPing.pipe(
-      Layer.provide(Runners.layerRpc),
-      Layer.provide([runnerClient, storages, config])
-    ),
+    engineRunnerHealth:
+      options.engineRunnerHealth ??
+      RunnerHealth.layerPing.pipe(
+        Layer.provide(Runners.layerRpc),
+        Layer.provide([runnerClient, storages, config])
+      ),
     transport: SocketTransport.layerTransport,
     runnerStorage: fault
       ? NodeFault.severableRunnerStorage(fault.severance).pipe(Layer.provide(storages))

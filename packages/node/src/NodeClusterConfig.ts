@@ -14,7 +14,7 @@
  * FoundationNode.layer({ ..., storage: { _tag: "postgres", url } })
  * // kubernetes: the pod IP, bound on 0.0.0.0, PostgreSQL; with failure detection "engine" the
  * // engine's health asks the Kubernetes API instead of pinging:
- * Foundation.layerNode(options, { ...FoundationNode's parts,
+ * FoundationNode.layer({ ..., storage: { _tag: "postgres", url },
  *   engineRunnerHealth: RunnerHealth.layerK8s({ labelSelector, namespace })
  *     .pipe(Layer.provide(NodeClusterSocket.layerK8sHttpClient)) })
  * // Wizard with your layer: your layer, unchanged
@@ -25,32 +25,13 @@
  */
 import * as RunnerHealth from "@effect/cluster/RunnerHealth"
 import type * as K8sHttpClient from "@effect/cluster/K8sHttpClient"
-import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import * as ClusterConfig from "@foundation/core/ClusterConfig"
-import * as Foundation from "@foundation/core/Foundation"
+import type * as Foundation from "@foundation/core/Foundation"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as FoundationNode from "./FoundationNode.js"
 import * as SocketTransport from "./SocketTransport.js"
-import * as SqlStorage from "./SqlStorage.js"
-
-/**
- * The `FoundationNode.Options` of a translation: id, addresses, storage, table prefix, sharding and
- * failure detection, as chosen (see `ClusterConfig.explain`). A port of `0` means "pick a free one"
- * (`layer` does it with `SocketTransport.freePorts`).
- */
-export const nodeOptions = (translation: ClusterConfig.Translation): FoundationNode.Options => ({
-  id: translation.nodeId,
-  host: translation.host,
-  listenHost: translation.listenHost,
-  port: translation.port,
-  runnerPort: translation.runnerPort,
-  storage: translation.storage,
-  tablePrefix: translation.tablePrefix,
-  sharding: translation.sharding,
-  failureDetection: translation.failureDetection
-})
 
 /**
  * The engine's Kubernetes runner health for a translation: `RunnerHealth.layerK8s({ labelSelector,
@@ -65,38 +46,33 @@ export const layerK8sRunnerHealth = (
   RunnerHealth.layerK8s({ labelSelector: kubernetes.labelSelector, namespace: kubernetes.namespace })
 
 /**
- * `FoundationNode.layer` with the engine's k8s health in `engine` mode. `FoundationNode.layer` always
- * gives the engine `RunnerHealth.layerPing` there, so this composes the same parts by hand
- * (`Foundation.layerNode` with `SocketTransport` and `SqlStorage`), with `layerK8sRunnerHealth`.
+ * The `FoundationNode.Options` of a translation: id, addresses, storage, table prefix, sharding and
+ * failure detection, as chosen (see `ClusterConfig.explain`), and for the k8s runner health
+ * (`engine` mode on Kubernetes) `engineRunnerHealth: layerK8sRunnerHealth(kubernetes)` over
+ * `NodeClusterSocket.layerK8sHttpClient`. A port of `0` means "pick a free one" (`layer` does it with
+ * `SocketTransport.freePorts`).
  */
-const layerWithK8sHealth = (
-  options: FoundationNode.Options,
-  kubernetes: ClusterConfig.Kubernetes,
-  storage: ClusterConfig.Storage
-): Layer.Layer<Foundation.NodeServices, FoundationNode.StartError> => {
-  const identity = FoundationNode.nodeOptions(options)
-  const listenHost = options.listenHost ?? identity.address.host
-  const config = ShardingConfig.layer(Foundation.shardingConfigFor(identity))
-  const storages = SqlStorage.layer(options.tablePrefix).pipe(
-    Layer.provide([SqlStorage.layerClient(storage), config])
-  )
-  return Foundation.layerNode<FoundationNode.StartError>(identity, {
-    nodeServer: SocketTransport.layerServer("node", { host: listenHost, port: options.port }),
-    runnerServer: SocketTransport.layerServer("runner", { host: listenHost, port: options.runnerPort }),
-    runnerClient: SocketTransport.layerRunnerClient,
-    engineRunnerHealth: layerK8sRunnerHealth(kubernetes).pipe(
-      Layer.provide(NodeClusterSocket.layerK8sHttpClient)
-    ),
-    transport: SocketTransport.layerTransport,
-    runnerStorage: storages,
-    directory: storages,
-    messageStorage: storages
-  })
-}
+export const nodeOptions = (translation: ClusterConfig.Translation): FoundationNode.Options => ({
+  id: translation.nodeId,
+  host: translation.host,
+  listenHost: translation.listenHost,
+  port: translation.port,
+  runnerPort: translation.runnerPort,
+  storage: translation.storage,
+  tablePrefix: translation.tablePrefix,
+  sharding: translation.sharding,
+  failureDetection: translation.failureDetection,
+  engineRunnerHealth:
+    translation.runnerHealth._tag === "K8s"
+      ? layerK8sRunnerHealth(translation.runnerHealth).pipe(
+          Layer.provide(NodeClusterSocket.layerK8sHttpClient)
+        )
+      : undefined
+})
 
 /**
  * The node layer of a translation: `FoundationNode.layer(nodeOptions(translation))`, after picking
- * free loopback ports for a port of `0`, or `layerWithK8sHealth` for the k8s health in `engine` mode.
+ * free loopback ports for a port of `0`.
  */
 export const layerTranslation = (
   translation: ClusterConfig.Translation
@@ -108,14 +84,11 @@ export const layerTranslation = (
         options.port === 0 || options.runnerPort === 0
           ? yield* SocketTransport.freePorts(2, translation.listenHost)
           : [options.port, options.runnerPort]
-      const ports = {
+      return FoundationNode.layer({
+        ...options,
         port: options.port === 0 ? free[0] : options.port,
         runnerPort: options.runnerPort === 0 ? free[1] : options.runnerPort
-      }
-      const health = translation.runnerHealth
-      return health._tag === "K8s"
-        ? layerWithK8sHealth({ ...options, ...ports }, health, translation.storage)
-        : FoundationNode.layer({ ...options, ...ports })
+      })
     })
   )
 

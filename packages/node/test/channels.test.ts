@@ -1,4 +1,3 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Channels from "@foundation/core/Channels"
 import * as SharedConfig from "@foundation/core/SharedConfig"
@@ -6,87 +5,27 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import * as FoundationNode from "../src/FoundationNode.js"
 import * as SocketTransport from "../src/SocketTransport.js"
-import * as SqlStorage from "../src/SqlStorage.js"
 import { Flag, Order, Orders } from "./channelsFixtures.js"
-import { waitUntil } from "./utils.js"
+import { freshPrefix, jsonLines, postgresUrl, sharedPostgres, spawnTs, waitUntil } from "./utils.js"
 
-const url = process.env.FOUNDATION_TEST_PG_URL
-if (!url) {
-  console.log(
-    "multi-process Channels and SharedConfig test skipped: set FOUNDATION_TEST_PG_URL=postgres://user@host:5432/db"
-  )
-}
+const url = postgresUrl("multi-process Channels and SharedConfig test")
 
-const repoRoot = Path.resolve(import.meta.dirname, "../../..")
 const workerPath = Path.resolve(import.meta.dirname, "channelsWorker.ts")
 
-interface Worker {
-  readonly id: string
-  readonly process: ChildProcess.ChildProcess
-  /** the JSON lines it printed so far */
-  readonly lines: Array<any>
-  readonly output: () => string
-}
-
-/** A worker process, SIGKILLed when the scope closes if it still runs. */
+/** A worker node process (see `channelsWorker.ts`), SIGKILLed when the scope closes if it still runs. */
 const spawnWorker = (id: string, env: Record<string, string>) =>
-  Effect.acquireRelease(
-    Effect.sync((): Worker => {
-      const clean = Object.fromEntries(
-        Object.entries(process.env).filter(([key]) => !key.startsWith("FOUNDATION_"))
-      ) as Record<string, string>
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", workerPath], {
-        cwd: repoRoot,
-        env: { ...clean, ...env, WORKER_ID: id },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      const lines: Array<any> = []
-      let output = ""
-      let partial = ""
-      child.stdout!.on("data", (chunk: Buffer) => {
-        const text = partial + chunk.toString()
-        output += chunk.toString()
-        const parts = text.split("\n")
-        partial = parts.pop()!
-        for (const line of parts) {
-          try {
-            lines.push(JSON.parse(line))
-          } catch {
-            // a log line
-          }
-        }
-      })
-      child.stderr!.on("data", (chunk) => (output += chunk))
-      return { id, process: child, lines, output: () => output }
-    }),
-    (worker) =>
-      Effect.async<void>((resume) => {
-        if (worker.process.exitCode !== null || worker.process.signalCode !== null) return resume(Effect.void)
-        worker.process.once("exit", () => resume(Effect.void))
-        worker.process.kill("SIGKILL")
-      }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
-  )
+  Effect.map(spawnTs(workerPath, [], { ...env, WORKER_ID: id }), (child) => ({ id, ...child }))
 
-/** A fresh table prefix; its tables are dropped when the scope closes. */
-const freshPrefix = (sql: Layer.Layer<SqlClient.SqlClient>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => `fc_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`),
-    (prefix) =>
-      Effect.gen(function* () {
-        const client = yield* SqlClient.SqlClient
-        const tables = yield* client<{ tablename: string }>`
-          SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE ${`${prefix}_%`}`
-        for (const { tablename } of tables)
-          yield* client.unsafe(`DROP TABLE IF EXISTS "${tablename}" CASCADE`)
-      }).pipe(Effect.provide(sql), Effect.orDie)
-  )
+type Worker = Effect.Effect.Success<ReturnType<typeof spawnWorker>>
 
-const envelopes = (worker: Worker) => worker.lines.filter((line) => "seq" in line)
-const configs = (worker: Worker) => worker.lines.filter((line) => "config" in line).map((line) => line.config)
+const envelopes = (worker: Worker) => jsonLines(worker.stdout()).filter((line) => "seq" in line)
+const configs = (worker: Worker) =>
+  jsonLines(worker.stdout())
+    .filter((line) => "config" in line)
+    .map((line) => line.config)
 
 const checksum = (bytes: Uint8Array) => {
   let sum = 0
@@ -99,8 +38,8 @@ describe.skipIf(!url)("Channels and SharedConfig across node processes on Postgr
     "broadcasts reach other processes in order (batched, chunked, compressed, typed) and a setting applies everywhere by majority",
     () =>
       Effect.gen(function* () {
-        const sql = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "postgres", url: url! }))
-        const prefix = yield* freshPrefix(sql)
+        const sql = yield* sharedPostgres(url!)
+        const prefix = yield* freshPrefix(sql, "fc")
         const ports = yield* SocketTransport.freePorts(6)
         const workers: Array<Worker> = []
         for (const [i, id] of ["w-1", "w-2"].entries()) {

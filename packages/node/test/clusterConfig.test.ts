@@ -4,7 +4,6 @@ import * as RunnerHealth from "@effect/cluster/RunnerHealth"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as ClusterConfig from "@foundation/core/ClusterConfig"
 import type * as Foundation from "@foundation/core/Foundation"
@@ -17,11 +16,11 @@ import * as LogLevel from "effect/LogLevel"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type * as FoundationNode from "../src/FoundationNode.js"
+import * as FoundationNode from "../src/FoundationNode.js"
 import * as NodeClusterConfig from "../src/NodeClusterConfig.js"
 import * as Sample from "../src/Sample.js"
 import * as SocketTransport from "../src/SocketTransport.js"
-import * as SqlStorage from "../src/SqlStorage.js"
+import { freshPrefix, postgresUrl, sharedPostgres, sharedSqlite, waitUntil } from "./utils.js"
 
 const providerOf = (env: Record<string, string>) => ConfigProvider.fromMap(new Map(Object.entries(env)))
 
@@ -193,6 +192,61 @@ describe("NodeClusterConfig: the engine's k8s runner health", () => {
   )
 })
 
+describe("NodeClusterConfig: the engine's runner health in engine mode", () => {
+  it.effect("only kubernetes with engine failure detection replaces the engine's ping", () =>
+    Effect.gen(function* () {
+      const options = (settings: ClusterConfig.Settings, env: Record<string, string> = {}) =>
+        Effect.map(resolveWith(settings, env), (resolved) =>
+          NodeClusterConfig.nodeOptions(translationOf(resolved))
+        )
+      const k8s = yield* options({ cluster: "kubernetes", failureDetection: "engine" }, pod)
+      expect(Layer.isLayer(k8s.engineRunnerHealth)).toBe(true)
+      expect((yield* options({ cluster: "kubernetes" }, pod)).engineRunnerHealth).toBeUndefined()
+      expect(
+        (yield* options({ cluster: "local", failureDetection: "engine" })).engineRunnerHealth
+      ).toBeUndefined()
+    })
+  )
+
+  it.scopedLive(
+    "a node in engine mode asks the engineRunnerHealth it is given whether the runners are alive",
+    () =>
+      Effect.gen(function* () {
+        const sql = yield* sharedSqlite
+        const ports = yield* SocketTransport.freePorts(4)
+        const asked = new Set<string>()
+        const recording = Layer.succeed(
+          RunnerHealth.RunnerHealth,
+          RunnerHealth.RunnerHealth.of({
+            isAlive: (address) =>
+              Effect.sync(() => asked.add(`${address.host}:${address.port}`)).pipe(Effect.as(true))
+          })
+        )
+        for (const i of [0, 1]) {
+          const resolved = yield* resolveWith({
+            cluster: "local",
+            failureDetection: "engine",
+            nodeId: `n${i + 1}`,
+            port: ports[i * 2],
+            runnerPort: ports[i * 2 + 1]
+          })
+          yield* FoundationNode.start({
+            ...NodeClusterConfig.nodeOptions(translationOf(resolved)),
+            storage: sql,
+            engineRunnerHealth: recording
+          })
+        }
+        // the engine checks its runners every runnerHealthCheckInterval (1 s) once there are two
+        const runners = [`127.0.0.1:${ports[1]}`, `127.0.0.1:${ports[3]}`]
+        yield* waitUntil(
+          "the engine to ask the given runner health about both runners",
+          Effect.sync(() => (runners.every((runner) => asked.has(runner)) ? true : undefined)),
+          { timeoutMs: 15_000, intervalMs: 100 }
+        )
+      }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
+  )
+})
+
 describe("NodeClusterConfig: resolved configurations start real nodes", () => {
   it.scopedLive("a resolved local config starts a node on SQLite that hosts entities", () =>
     Effect.gen(function* () {
@@ -231,18 +285,10 @@ describe("NodeClusterConfig: resolved configurations start real nodes", () => {
     }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   )
 
-  const pgUrl = process.env.FOUNDATION_TEST_PG_URL
+  const pgUrl = postgresUrl("NodeClusterConfig on PostgreSQL")
   it.scopedLive.skipIf(!pgUrl)("a resolved postgres config (auto-detected from the URL) starts a node", () =>
     Effect.gen(function* () {
-      const prefix = `cc_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function* () {
-          const sql = yield* SqlClient.SqlClient
-          const tables = yield* sql<{ tablename: string }>`
-            SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE ${`${prefix}_%`}`
-          for (const { tablename } of tables) yield* sql.unsafe(`DROP TABLE IF EXISTS "${tablename}" CASCADE`)
-        }).pipe(Effect.provide(SqlStorage.layerClient({ _tag: "postgres", url: pgUrl! })), Effect.orDie)
-      )
+      const prefix = yield* freshPrefix(yield* sharedPostgres(pgUrl!), "cc")
       const [port, runnerPort] = yield* SocketTransport.freePorts(2)
       const node = yield* startFromSettings(
         { cluster: true },

@@ -2,6 +2,8 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import { describe, expect, it } from "@effect/vitest"
 import * as Health from "@foundation/core/Health"
 import * as NodeFault from "@foundation/core/NodeFault"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -166,5 +168,30 @@ describe("Health over HTTP on 127.0.0.1, on real nodes over sockets", () => {
         )
         expect((yield* get(yield* url(nodes[0], "/health/live"))).status).toBe(200)
       }).pipe(Logger.withMinimumLogLevel(LogLevel.None))
+  )
+})
+
+describe("HealthHttp.env", () => {
+  it.effect(
+    "FOUNDATION_HEALTH_PORT and FOUNDATION_HEALTH_HOST choose where it listens; a bad value names its variable",
+    () =>
+      Effect.gen(function* () {
+        const read = (env: Record<string, string>) =>
+          Effect.withConfigProvider(
+            Config.all(HealthHttp.env),
+            ConfigProvider.fromMap(new Map(Object.entries(env)))
+          )
+        expect(yield* read({})).toEqual({ port: HealthHttp.defaultPort, host: "127.0.0.1" })
+        expect(yield* read({ FOUNDATION_HEALTH_PORT: "9100", FOUNDATION_HEALTH_HOST: "0.0.0.0" })).toEqual({
+          port: 9100,
+          host: "0.0.0.0"
+        })
+        expect(String(yield* Effect.flip(read({ FOUNDATION_HEALTH_PORT: "http" })))).toContain(
+          "FOUNDATION_HEALTH_PORT"
+        )
+        expect(String(yield* Effect.flip(read({ FOUNDATION_HEALTH_HOST: " " })))).toContain(
+          "FOUNDATION_HEALTH_HOST"
+        )
+      })
   )
 })

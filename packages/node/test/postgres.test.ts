@@ -3,46 +3,35 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as FoundationNode from "../src/FoundationNode.js"
 import * as Sample from "../src/Sample.js"
 import * as SocketTransport from "../src/SocketTransport.js"
-import * as SqlStorage from "../src/SqlStorage.js"
-import { type Child, nextDown, placements, spawnCli, view, waitUntil } from "./utils.js"
+import {
+  type Child,
+  freshPrefix,
+  nextDown,
+  placements,
+  postgresUrl,
+  sharedPostgres,
+  spawnCli,
+  view,
+  waitUntil
+} from "./utils.js"
 
-const url = process.env.FOUNDATION_TEST_PG_URL
-if (!url) {
-  console.log(
-    "multi-process PostgreSQL tests skipped: set FOUNDATION_TEST_PG_URL=postgres://user@host:5432/db"
-  )
-}
+const url = postgresUrl("multi-process PostgreSQL tests")
 
 const entityIds = Array.from({ length: 24 }, (_, i) => `user-${i + 1}`)
 const workerIds = ["w-1", "w-2", "w-3"]
-
-/** A fresh table prefix for this run; its tables are dropped when the scope closes. */
-const freshPrefix = (sql: Layer.Layer<SqlClient.SqlClient>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => `ft_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`),
-    (prefix) =>
-      Effect.gen(function* () {
-        const client = yield* SqlClient.SqlClient
-        const tables = yield* client<{ tablename: string }>`
-          SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE ${`${prefix}_%`}`
-        for (const { tablename } of tables)
-          yield* client.unsafe(`DROP TABLE IF EXISTS "${tablename}" CASCADE`)
-      }).pipe(Effect.provide(sql), Effect.orDie)
-  )
 
 describe.skipIf(!url)("three node processes on PostgreSQL", () => {
   it.scopedLive(
     "a SIGKILLed process is declared down by the others and its entities answer again; a SIGTERMed one leaves",
     () =>
       Effect.gen(function* () {
-        const sql = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "postgres", url: url! }))
-        const prefix = yield* freshPrefix(sql)
+        const sql = yield* sharedPostgres(url!)
+        const prefix = yield* freshPrefix(sql, "ft")
         const ports = yield* SocketTransport.freePorts(8)
         const workers = new Map<string, Child>()
         for (const [i, id] of workerIds.entries()) {
@@ -145,7 +134,7 @@ describe.skipIf(!url)("three node processes on PostgreSQL", () => {
     "a node whose database vanished still stops on SIGTERM, within its shutdown timeout",
     () =>
       Effect.gen(function* () {
-        const admin = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "postgres", url: url! }))
+        const admin = yield* sharedPostgres(url!)
         const database = `fnode_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`
         const query = (statement: string) =>
           Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(statement)).pipe(

@@ -1,5 +1,4 @@
 import * as RunnerStorage from "@effect/cluster/RunnerStorage"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Node from "@foundation/core/Node"
 import { Entry } from "@foundation/core/Registry"
@@ -9,9 +8,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as SqlStorage from "../src/SqlStorage.js"
+import { freshPrefix, postgresUrl } from "./utils.js"
 
-const url = process.env.FOUNDATION_TEST_PG_URL
-if (!url) console.log("registry storage tests on PostgreSQL skipped: set FOUNDATION_TEST_PG_URL")
+const url = postgresUrl("registry storage tests on PostgreSQL")
 
 const entry = (name: string, node: string, claim: string, incarnation = 1, metadata = {}) =>
   new Entry({
@@ -38,24 +37,6 @@ const row = (name: string) =>
     createdAt: 5
   })
 
-/** A fresh table prefix on `sql`, dropped afterwards (Postgres) or left to die with `:memory:`. */
-const prefixed = (sql: Layer.Layer<SqlClient.SqlClient>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => `rs_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`),
-    (prefix) =>
-      Effect.gen(function* () {
-        const client = yield* SqlClient.SqlClient
-        yield* client.onDialectOrElse({
-          pg: () =>
-            Effect.all([
-              client.unsafe(`DROP TABLE IF EXISTS "${prefix}_registry"`),
-              client.unsafe(`DROP TABLE IF EXISTS "${prefix}_processes"`)
-            ]),
-          orElse: () => Effect.void
-        })
-      }).pipe(Effect.provide(sql), Effect.orDie)
-  )
-
 type Backend = Effect.Effect<
   Layer.Layer<RegistryStorage.RegistryStorage | SupervisorStorage.SupervisorStorage>,
   never,
@@ -72,7 +53,7 @@ const memory: Backend = Effect.sync(() =>
 const sqlBackend = (storage: SqlStorage.Storage): Backend =>
   Effect.gen(function* () {
     const sql = yield* SqlStorage.shared(SqlStorage.layerClient(storage)).pipe(Effect.orDie)
-    const prefix = yield* prefixed(sql)
+    const prefix = yield* freshPrefix(sql, "rs")
     return Layer.mergeAll(RegistryStorage.layerSql({ prefix }), SupervisorStorage.layerSql({ prefix })).pipe(
       Layer.provide(sql),
       Layer.orDie

@@ -1,4 +1,3 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as ProcessManager from "@foundation/core/ProcessManager"
 import * as Registry from "@foundation/core/Registry"
@@ -8,57 +7,24 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import * as FoundationNode from "../src/FoundationNode.js"
 import * as SocketTransport from "../src/SocketTransport.js"
 import * as SqlStorage from "../src/SqlStorage.js"
-import { waitUntil } from "./utils.js"
+import { freshPrefix, postgresUrl, sharedPostgres, spawnTs, waitUntil } from "./utils.js"
 
-const url = process.env.FOUNDATION_TEST_PG_URL
-if (!url) {
-  console.log(
-    "multi-process Supervisor test skipped: set FOUNDATION_TEST_PG_URL=postgres://user@host:5432/db"
-  )
-}
+const url = postgresUrl("multi-process Supervisor test")
 
 const workerPath = Path.resolve(import.meta.dirname, "supervisorWorker.ts")
-const repoRoot = Path.resolve(import.meta.dirname, "../../..")
-
-interface Worker {
-  readonly id: string
-  readonly process: ChildProcess.ChildProcess
-  readonly output: () => string
-  readonly exited: Effect.Effect<number | null>
-}
 
 /** Starts `supervisorWorker.ts` as node `id`; SIGKILLed when the scope closes if still running. */
-const spawnWorker = (
-  id: string,
-  ports: readonly [number, number],
-  env: Record<string, string>
-): Effect.Effect<Worker, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", workerPath], {
-        cwd: repoRoot,
-        env: { ...process.env, FT_ID: id, FT_PORT: `${ports[0]}`, FT_RUNNER_PORT: `${ports[1]}`, ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      child.stdout!.on("data", (chunk) => (output += chunk))
-      child.stderr!.on("data", (chunk) => (output += chunk))
-      const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-      return { id, process: child, output: () => output, exited: Effect.promise(() => exit) }
-    }),
-    (worker) =>
-      Effect.gen(function* () {
-        if (worker.process.exitCode === null && worker.process.signalCode === null)
-          worker.process.kill("SIGKILL")
-        yield* worker.exited.pipe(Effect.timeout("5 seconds"), Effect.ignore)
-      })
+const spawnWorker = (id: string, ports: readonly [number, number], env: Record<string, string>) =>
+  Effect.map(
+    spawnTs(workerPath, [], { FT_ID: id, FT_PORT: `${ports[0]}`, FT_RUNNER_PORT: `${ports[1]}`, ...env }),
+    (child) => ({ id, ...child })
   )
+
+type Worker = Effect.Effect.Success<ReturnType<typeof spawnWorker>>
 
 interface Life {
   readonly worker: string
@@ -72,7 +38,7 @@ interface Life {
 const lives = (workers: ReadonlyArray<Worker>, name: string, killed: ReadonlyMap<string, number>) => {
   const all: Array<Life> = []
   for (const worker of workers) {
-    for (const text of worker.output().split("\n")) {
+    for (const text of worker.stdout().split("\n")) {
       const [tag, phase, lifeName, node, epoch, at] = text.split(" ")
       if (tag !== "LIFE" || lifeName !== name) continue
       if (phase === "start") {
@@ -102,18 +68,8 @@ describe.skipIf(!url)("Supervisor across node processes on PostgreSQL", () => {
     "a SIGKILLed host's singleton runs again on a survivor and every node finds it; a SIGTERMed host hands it over at once; never two at a time",
     () =>
       Effect.gen(function* () {
-        const sql = yield* SqlStorage.shared(SqlStorage.layerClient({ _tag: "postgres", url: url! }))
-        const prefix = yield* Effect.acquireRelease(
-          Effect.sync(() => `fs_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`),
-          (prefix) =>
-            Effect.gen(function* () {
-              const client = yield* SqlClient.SqlClient
-              const tables = yield* client<{ tablename: string }>`
-                SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE ${`${prefix}_%`}`
-              for (const { tablename } of tables)
-                yield* client.unsafe(`DROP TABLE IF EXISTS "${tablename}" CASCADE`)
-            }).pipe(Effect.provide(sql), Effect.orDie)
-        )
+        const sql = yield* sharedPostgres(url!)
+        const prefix = yield* freshPrefix(sql, "fs")
         const ports = yield* SocketTransport.freePorts(8)
         const env = { FT_URL: url!, FT_PREFIX: prefix }
         const workers = yield* Effect.forEach(["w-1", "w-2", "w-3"], (id, i) =>
@@ -132,6 +88,17 @@ describe.skipIf(!url)("Supervisor across node processes on PostgreSQL", () => {
           )
         )
         const lookup = observer.run(Effect.option(ProcessManager.lookupSingleton("pg-single")))
+        /** Waits until the singleton runs on another node than `previous`, in a later epoch. */
+        const movedFrom = (previous: { readonly node: string; readonly epoch: number }, what: string) =>
+          waitUntil(
+            what,
+            Effect.map(lookup, (ref) =>
+              Option.isSome(ref) && ref.value.node !== previous.node && ref.value.epoch > previous.epoch
+                ? ref.value
+                : undefined
+            ),
+            { timeoutMs: 10_000, intervalMs: 5 }
+          )
         const held = (id: string) =>
           observer.run(Effect.flatMap(Registry.Registry, (registry) => registry.lookup(`held-by-${id}`)))
 
@@ -155,15 +122,7 @@ describe.skipIf(!url)("Supervisor across node processes on PostgreSQL", () => {
         const killedAt = Date.now()
         victim.process.kill("SIGKILL")
         killed.set(victim.id, killedAt)
-        const second = yield* waitUntil(
-          "the singleton to run on a survivor",
-          Effect.map(lookup, (ref) =>
-            Option.isSome(ref) && ref.value.node !== first.node && ref.value.epoch > first.epoch
-              ? ref.value
-              : undefined
-          ),
-          { timeoutMs: 10_000, intervalMs: 5 }
-        )
+        const second = yield* movedFrom(first, "the singleton to run on a survivor")
         const failoverMs = Date.now() - killedAt
         expect(failoverMs).toBeLessThan(5000)
         // the name is registered just before the instance runs
@@ -191,15 +150,7 @@ describe.skipIf(!url)("Supervisor across node processes on PostgreSQL", () => {
         const leaving = workers.find((worker) => worker.id === second.node)!
         const stoppedAt = Date.now()
         leaving.process.kill("SIGTERM")
-        const third = yield* waitUntil(
-          "the singleton to be handed over",
-          Effect.map(lookup, (ref) =>
-            Option.isSome(ref) && ref.value.node !== second.node && ref.value.epoch > second.epoch
-              ? ref.value
-              : undefined
-          ),
-          { timeoutMs: 10_000, intervalMs: 5 }
-        )
+        const third = yield* movedFrom(second, "the singleton to be handed over")
         const handoverMs = Date.now() - stoppedAt
         expect(yield* leaving.exited.pipe(Effect.timeout("15 seconds"), Effect.orDie)).toBe(0)
         expect(handoverMs).toBeLessThan(3000)

@@ -1,4 +1,4 @@
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Node, type NodeDown } from "@foundation/core/Node"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
@@ -101,12 +101,19 @@ export const nextDown = (observer: Running, id: string) =>
 /** A child process, killed (SIGKILL) when the scope closes if it is still running. */
 export interface Child {
   readonly process: ChildProcess.ChildProcess
+  /** what it printed so far, stdout and stderr interleaved */
   readonly output: () => string
+  /** what it printed on stdout so far */
+  readonly stdout: () => string
   readonly exited: Effect.Effect<number | null>
 }
 
-/** Spawns `node --import tsx src/bin.ts ...args` from the repository root with `env`. */
-export const spawnCli = (
+/**
+ * Spawns `node --import tsx <script> ...args` from the repository root, with this environment minus
+ * its `FOUNDATION_*` variables, plus `env`.
+ */
+export const spawnTs = (
+  script: string,
   args: ReadonlyArray<string>,
   env: Record<string, string>
 ): Effect.Effect<Child, never, Scope.Scope> =>
@@ -115,19 +122,28 @@ export const spawnCli = (
       const clean = Object.fromEntries(
         Object.entries(process.env).filter(([key]) => !key.startsWith("FOUNDATION_"))
       ) as Record<string, string>
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", binPath, ...args], {
+      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", script, ...args], {
         cwd: repoRoot,
         env: { ...clean, ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })
       let output = ""
-      child.stdout!.on("data", (chunk) => (output += chunk))
+      let stdout = ""
+      child.stdout!.on("data", (chunk) => {
+        output += chunk
+        stdout += chunk
+      })
       child.stderr!.on("data", (chunk) => (output += chunk))
       const exit = new Promise<number | null>((resolve) => {
         if (child.exitCode !== null) resolve(child.exitCode)
         child.once("exit", (code) => resolve(code))
       })
-      return { process: child, output: () => output, exited: Effect.promise(() => exit) }
+      return {
+        process: child,
+        output: () => output,
+        stdout: () => stdout,
+        exited: Effect.promise(() => exit)
+      }
     }),
     (child) =>
       Effect.gen(function* () {
@@ -136,4 +152,60 @@ export const spawnCli = (
         }
         yield* child.exited.pipe(Effect.timeout("5 seconds"), Effect.ignore)
       })
+  )
+
+/** Spawns the `foundation` command (`src/bin.ts ...args`), as `spawnTs` does. */
+export const spawnCli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  spawnTs(binPath, args, env)
+
+/** The complete lines of `text` that parse as JSON (a process's stdout), in order. */
+export const jsonLines = (text: string): Array<any> =>
+  text
+    .split("\n")
+    .slice(0, -1)
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line)]
+      } catch {
+        return []
+      }
+    })
+
+/**
+ * The PostgreSQL URL of the tests, `FOUNDATION_TEST_PG_URL`; without it, logs that `what` is skipped
+ * and returns `undefined` (use it with `describe.skipIf`).
+ */
+export const postgresUrl = (what: string): string | undefined => {
+  const url = process.env.FOUNDATION_TEST_PG_URL
+  if (!url) console.log(`${what} skipped: set FOUNDATION_TEST_PG_URL=postgres://user@host:5432/db`)
+  return url
+}
+
+/** One PostgreSQL client for a whole test, closed with the test's scope. */
+export const sharedPostgres = (url: string) =>
+  SqlStorage.shared(SqlStorage.layerClient({ _tag: "postgres", url }))
+
+/**
+ * A fresh table prefix, `<tag>_<time>_<random>`, for one test on `sql`. On PostgreSQL the tables it
+ * names are dropped when the scope closes; an SQLite `:memory:` database goes with its client.
+ */
+export const freshPrefix = (sql: Layer.Layer<SqlClient.SqlClient>, tag: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => `${tag}_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`),
+    (prefix) =>
+      Effect.gen(function* () {
+        const client = yield* SqlClient.SqlClient
+        yield* client.onDialectOrElse({
+          pg: () =>
+            Effect.gen(function* () {
+              const tables = yield* client<{ tablename: string }>`
+                SELECT tablename FROM pg_tables
+                WHERE schemaname = current_schema() AND tablename LIKE ${`${prefix}_%`}`
+              for (const { tablename } of tables) {
+                yield* client.unsafe(`DROP TABLE IF EXISTS "${tablename}" CASCADE`)
+              }
+            }),
+          orElse: () => Effect.void
+        })
+      }).pipe(Effect.provide(sql), Effect.orDie)
   )

@@ -9,6 +9,7 @@ import * as RegistryStorage from "@foundation/core/RegistryStorage"
 import * as Supervisor from "@foundation/core/Supervisor"
 import * as SupervisorStorage from "@foundation/core/SupervisorStorage"
 import * as Vitals from "@foundation/core/Vitals"
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -84,6 +85,15 @@ const eventuallyOn = (
 
 const quiet = Logger.withMinimumLogLevel(LogLevel.None)
 
+/** A logger that keeps every line (level and message) instead of printing it. */
+const capturedLogs = () => {
+  const lines: Array<{ level: string; message: string }> = []
+  const capture = Logger.make(({ logLevel, message }) => {
+    lines.push({ level: logLevel.label, message: [message].flat().map(String).join(" ") })
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, capture) }
+}
+
 describe("Health on a TestCluster", () => {
   it.scopedLive(
     "with every node up, the report is healthy: every node answers its ping with its vitals, storage answers, every shard is held",
@@ -152,15 +162,12 @@ describe("Health on a TestCluster", () => {
     "a crashed node makes the cluster degraded with a recommendation to restart it; the crash is logged as an error and the status change is published",
     () =>
       Effect.gen(function* () {
-        const logs: Array<{ level: string; message: string }> = []
-        const capture = Logger.make(({ logLevel, message }) => {
-          logs.push({ level: logLevel.label, message: [message].flat().map(String).join(" ") })
-        })
+        const logs = capturedLogs()
         const cluster = yield* TestCluster.make({
           nodes: 3,
           detector,
           layer: healthLayer({ ...fast, interval: "5 seconds" })
-        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        }).pipe(Effect.provide(logs.layer))
         yield* cluster.awaitConverged()
         yield* cluster.eventually(
           cluster.on(
@@ -200,13 +207,13 @@ describe("Health on a TestCluster", () => {
         expect(onDemand.overallStatus).toBe("degraded")
         expect(nodeIn(onDemand, "node-3").status).toBe("unreachable")
 
-        expect(logs).toContainEqual({
+        expect(logs.lines).toContainEqual({
           level: "ERROR",
           message: "node node-3 is down (connection-refused); checking cluster health"
         })
-        expect(logs.some((l) => l.level === "WARN" && l.message.startsWith("Cluster health: DEGRADED"))).toBe(
-          true
-        )
+        expect(
+          logs.lines.some((l) => l.level === "WARN" && l.message.startsWith("Cluster health: DEGRADED"))
+        ).toBe(true)
       })
   )
 
@@ -248,9 +255,10 @@ describe("Health on a TestCluster", () => {
   )
 
   it.scopedLive(
-    "storage down: infrastructure is critical with a recommendation to check the database, readiness fails, liveness holds; back up, healthy",
+    "storage down: infrastructure is critical with a recommendation to check the database, readiness fails, liveness holds, an error is logged and the change published; back up, healthy",
     () =>
       Effect.gen(function* () {
+        const logs = capturedLogs()
         // One switch for every node's Health: the database is down for all of them. Only Health's view
         // of storage is cut (TestCluster keeps the engine's storage up), which is what it reports on.
         const database = NodeFault.makeSeverance()
@@ -260,9 +268,17 @@ describe("Health on a TestCluster", () => {
           layer: Health.layer(fast).pipe(
             Layer.provide([Vitals.layerTest(() => calm), NodeFault.severableRunnerStorage(database)])
           )
-        })
+        }).pipe(Effect.provide(logs.layer))
         yield* cluster.awaitConverged()
         expect((yield* healthOn(cluster, "node-2")).overallStatus).toBe("healthy")
+        const health = yield* cluster.on("node-2", Health.Health)
+        yield* cluster.eventually(
+          Effect.map(health.latest, (latest) =>
+            expect(Option.map(latest, (r) => r.overallStatus)).toEqual(Option.some("healthy"))
+          )
+        )
+        const changes = yield* health.changes
+        const twoChanges = yield* Effect.fork(Stream.runCollect(Stream.take(changes, 2)))
         const probes = cluster.on(
           "node-2",
           Effect.flatMap(Health.Health, (health) => Effect.all([health.readiness, health.liveness]))
@@ -282,11 +298,37 @@ describe("Health on a TestCluster", () => {
         expect(readiness.checks.find((c) => c.name === "storage")).toMatchObject({ ok: false })
         expect(readiness.checks.find((c) => c.name === "quorum")).toMatchObject({ ok: true })
         expect(liveness.alive).toBe(true)
+        // the scheduled check sees it too: logged as an error, kept as the latest report
+        yield* cluster.eventually(
+          Effect.map(health.latest, (latest) =>
+            expect(Option.map(latest, (r) => r.overallStatus)).toEqual(Option.some("critical"))
+          )
+        )
+        expect(
+          logs.lines.some(
+            (l) =>
+              l.level === "ERROR" &&
+              l.message.startsWith(
+                "Cluster health: CRITICAL. Issues: [infrastructure] storage does not answer"
+              )
+          )
+        ).toBe(true)
 
         database.severed = false
         expect((yield* healthOn(cluster, "node-2")).overallStatus).toBe("healthy")
         expect((yield* probes)[0].ready).toBe(true)
-      }).pipe(quiet)
+        const [toCritical, backToHealthy] = Chunk.toReadonlyArray(
+          yield* Fiber.join(twoChanges).pipe(Effect.timeout("5 seconds"))
+        )
+        expect(toCritical).toMatchObject({ from: "healthy", to: "critical" })
+        expect(toCritical.report.infrastructure.storage.reachable).toBe(false)
+        expect(backToHealthy).toMatchObject({ from: "critical", to: "healthy" })
+        expect(backToHealthy.at).toBeGreaterThan(toCritical.at)
+        expect(logs.lines).toContainEqual({
+          level: "INFO",
+          message: "Cluster health changed from critical to healthy"
+        })
+      })
   )
 
   it.scopedLive(

@@ -14,6 +14,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -27,6 +28,8 @@ export const Bank = RpcGroup.make(
     error: Overdrawn
   }),
   Rpc.make("Statement", { payload: { lines: Schema.Int }, success: Schema.String, stream: true }),
+  /** a stream answered with an `Effect` of a `Mailbox`, as the engine's runner handlers do */
+  Rpc.make("Tail", { payload: { lines: Schema.Int }, success: Schema.Int, stream: true }),
   Rpc.make("Hang", { success: Schema.Void })
 )
 
@@ -52,6 +55,13 @@ export const BankLive = Node.layerServe(Bank).pipe(
               Stream.rechunk(1),
               Stream.map((line) => `${node.self.id} line ${line}`)
             ),
+          Tail: ({ lines }) =>
+            Effect.gen(function* () {
+              const mailbox = yield* Mailbox.make<number>()
+              yield* mailbox.offerAll(Array.from({ length: lines }, (_, i) => i + 1))
+              yield* mailbox.end
+              return mailbox
+            }),
           Hang: () => Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, node.self.id)))
         })
       )
@@ -124,6 +134,8 @@ export const nodeRpcContract = (start: Effect.Effect<Pair, unknown, Scope.Scope>
       expect(Array.from(lines)).toEqual(Array.from({ length: 50 }, (_, i) => `node-1 line ${i + 1}`))
       const firstThree = yield* Stream.runCollect(Stream.take(bank.Statement({ lines: 1000 }), 3))
       expect(firstThree.length).toBe(3)
+      const tail = yield* Stream.runCollect(bank.Tail({ lines: 40 }))
+      expect(Array.from(tail)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
     })
   )
 

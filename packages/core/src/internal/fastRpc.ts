@@ -217,10 +217,13 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
     yield* protocol
       .run((message) => Effect.suspend(() => onMessage(message)))
       .pipe(Effect.interruptible, Effect.forkScoped)
+    let closed = false
+    const closedError = () => new RpcClientError({ reason: "Protocol", message: "the connection was closed" })
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() =>
-        failAll(Exit.fail(new RpcClientError({ reason: "Protocol", message: "the connection was closed" })))
-      )
+      Effect.sync(() => {
+        closed = true
+        failAll(Exit.fail(closedError()))
+      })
     )
 
     const request = (
@@ -264,11 +267,13 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
     ): Effect.Effect<unknown, unknown> => {
       if (options?.discard) {
         return Effect.suspend(() => {
+          if (closed) return Effect.fail(closedError())
           const message = request(compiled, String(nextId++), payload, options.headers)
           return Either.isLeft(message) ? Effect.die(message.left) : protocol.send(message.right)
         })
       }
       return Effect.async<unknown, unknown>((resume) => {
+        if (closed) return resume(Effect.fail(closedError()))
         const id = String(nextId++)
         const message = request(compiled, id, payload, options?.headers)
         if (Either.isLeft(message)) return resume(Effect.die(message.left))
@@ -295,6 +300,10 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
         const message = request(compiled, id, payload, options?.headers)
         if (Either.isLeft(message)) return yield* Effect.die(message.left)
         const mailbox = yield* Mailbox.make<unknown, unknown>(options?.streamBufferSize ?? 16)
+        if (closed) {
+          mailbox.unsafeDone(Exit.fail(closedError()))
+          return mailbox
+        }
         waiting.set(id, { _tag: "Stream", compiled, mailbox })
         yield* Effect.addFinalizer(() =>
           waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
@@ -437,9 +446,17 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       const value = (wrapped ? (result as { value: unknown }).value : result) as
         | Effect.Effect<unknown, unknown>
         | Stream.Stream<unknown, unknown>
-      const body = entry.compiled.isStream
-        ? streamBody(entry, clientId, message.id, value as Stream.Stream<unknown, unknown>)
-        : (value as Effect.Effect<unknown, unknown>)
+      // a stream handler may answer with a Stream or, as `RpcServer` accepts, with an Effect of a Mailbox
+      const body = !entry.compiled.isStream
+        ? (value as Effect.Effect<unknown, unknown>)
+        : Effect.isEffect(value)
+          ? Effect.scoped(
+              Effect.flatMap(
+                value as Effect.Effect<Mailbox.ReadonlyMailbox<unknown, unknown>, unknown, Scope.Scope>,
+                (mailbox) => streamBody(entry, clientId, message.id, Mailbox.toStream(mailbox))
+              )
+            )
+          : streamBody(entry, clientId, message.id, value as Stream.Stream<unknown, unknown>)
       const uninterruptible = wrapped && (result as { uninterruptible?: boolean }).uninterruptible === true
       const fibers = clients.get(clientId) ?? new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
       clients.set(clientId, fibers)
