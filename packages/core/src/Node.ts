@@ -189,7 +189,10 @@ interface MemberState {
   lastHeardAt: number
   lastRttMs: number
   downReason: DownReason | undefined
-  /** when this node started watching it: silence is measured from here until a first answer */
+  /**
+   * when this node started watching it (or its new incarnation): silence is measured from the later
+   * of this and the last answer; moved forward by the time this node spent without a majority
+   */
   watchedSince: number
   probing: boolean
   /** open connections to its endpoint, by lane */
@@ -378,12 +381,40 @@ export const make = (options: {
         )
       })
 
+    /**
+     * When this node lost its majority (undefined while it holds one). Without a majority, silence
+     * evicts nobody, so every peer across a partition stays silent for as long as it lasts; when
+     * the majority comes back (the first peers answer after a heal), that time must not count
+     * against the others, or they would be evicted at once, before their first answer could
+     * arrive. So each silence clock is paused while the majority is lost: it resumes with what it
+     * had counted before the loss (a peer already silent then, such as a frozen one, stays as
+     * close to eviction), rather than restarting from zero, which would let a majority that
+     * flaps keep a frozen peer from ever being evicted.
+     */
+    let quorumLostAt: number | undefined
+    const checkQuorum = (at: number): boolean => {
+      const held = quorum()
+      if (!held) {
+        quorumLostAt ??= at
+      } else if (quorumLostAt !== undefined) {
+        const paused = at - quorumLostAt
+        for (const other of states.values()) {
+          if (other !== selfState && other.status !== "down") {
+            other.watchedSince = Math.min(lastSign(other) + paused, at)
+          }
+        }
+        quorumLostAt = undefined
+      }
+      return held
+    }
+
     const evaluate = (state: MemberState) =>
       Effect.suspend(() => {
         if (state.status === "down") return Effect.void
         const at = now()
+        const held = checkQuorum(at)
         const silentFor = at - lastSign(state)
-        if (silentFor > Duration.toMillis(config.heartbeatTimeout) && quorum()) {
+        if (silentFor > Duration.toMillis(config.heartbeatTimeout) && held) {
           return declareDown(state, "heartbeat-timeout")
         }
         if (silentFor > Duration.toMillis(config.suspectAfter) && state.status === "up") {
@@ -453,7 +484,8 @@ export const make = (options: {
         Ping: ({ sentAt }) =>
           Effect.map(
             Clock.currentTimeMillis,
-            (receivedAt) => new Pong({ node: self.id, sentAt, receivedAt })
+            // the fields are already typed values: skip the constructor's validation on the heartbeat path
+            (receivedAt) => new Pong({ node: self.id, sentAt, receivedAt }, true)
           ),
         Info: () => Effect.succeed(self)
       })

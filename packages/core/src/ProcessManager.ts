@@ -39,9 +39,12 @@ import type { SupervisorStorageError } from "./SupervisorStorage.js"
 
 const prefix = "Foundation.ProcessManager"
 
-/** Whether this fiber prints debug messages: one fiber-ref read, so the facade costs nothing otherwise. */
+/**
+ * Whether this fiber prints debug messages: one fiber-ref read and one comparison of ordinals (not
+ * `LogLevel.greaterThanEqual`, whose dual signature and `Order` cost more than the lookup it guards).
+ */
 const debugOn = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
-  LogLevel.greaterThanEqual(LogLevel.Debug, fiber.getFiberRef(FiberRef.currentMinimumLogLevel))
+  fiber.getFiberRef(FiberRef.currentMinimumLogLevel).ordinal <= LogLevel.Debug.ordinal
 
 /** Runs `logs` before `effect` only when debug messages would be printed. */
 const debugging = <A, E, R>(

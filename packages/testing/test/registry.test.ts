@@ -18,13 +18,13 @@ const detector = {
 } as const
 
 /** A cluster whose nodes share one in-memory registry storage (`store`, returned for inspection). */
-const registryCluster = (nodes = 3) =>
+const registryCluster = (nodes = 3, settings?: Registry.SettingsInput) =>
   Effect.gen(function* () {
     const store = RegistryStorage.makeMemoryStore()
     const cluster = yield* TestCluster.make({
       nodes,
       detector,
-      layer: Registry.layer().pipe(Layer.provide(RegistryStorage.layerMemory(store)))
+      layer: Registry.layer(settings).pipe(Layer.provide(RegistryStorage.layerMemory(store)))
     })
     yield* cluster.awaitConverged()
     return { cluster, store }
@@ -67,6 +67,49 @@ describe("Registry", () => {
       expect(seen.address.toString()).toBe("node-1:2")
       expect(seen.metadata).toEqual({ i: 7 })
     })
+  )
+
+  it.scopedLive(
+    "under bulk registration, with many batches in flight per node, each name is visible on every node when its register returns",
+    () =>
+      Effect.gen(function* () {
+        // small batches, so that several are stored and pushed while earlier ones await their acks
+        const { cluster } = yield* registryCluster(3, { maxBatch: 25 })
+        const scope = yield* Scope.make()
+        const missing: Array<string> = []
+        yield* Effect.forEach(
+          cluster.nodes,
+          (node) =>
+            Effect.forEach(
+              Array.from({ length: 400 }, (_, i) => `${node}-bulk-${i}`),
+              (name) =>
+                Effect.gen(function* () {
+                  const entry = yield* cluster
+                    .on(
+                      node,
+                      Effect.flatMap(Registry.Registry, (registry) => registry.register(name))
+                    )
+                    .pipe(Scope.extend(scope))
+                  for (const other of cluster.nodes) {
+                    const seen = yield* lookupOn(cluster, other, name)
+                    if (Option.getOrUndefined(seen)?.claim !== entry.claim)
+                      missing.push(`${name} on ${other}`)
+                  }
+                }),
+              { concurrency: 200, discard: true }
+            ),
+          { concurrency: "unbounded", discard: true }
+        )
+        expect(missing).toEqual([])
+        for (const node of cluster.nodes) {
+          expect(
+            yield* cluster.on(
+              node,
+              Effect.flatMap(Registry.Registry, (registry) => registry.count)
+            )
+          ).toBe(1200)
+        }
+      })
   )
 
   it.scopedLive(

@@ -3,6 +3,7 @@ import * as Registry from "@foundation/core/Registry"
 import * as RegistryStorage from "@foundation/core/RegistryStorage"
 import * as Supervisor from "@foundation/core/Supervisor"
 import * as SupervisorStorage from "@foundation/core/SupervisorStorage"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -69,6 +70,7 @@ const Worker = Supervisor.spec("worker", {
   run: (args, context) =>
     Effect.gen(function* () {
       const { lives } = yield* Journal
+      const clock = yield* Effect.clock
       const life = yield* Effect.acquireRelease(
         Effect.sync(() => {
           const life: Life = {
@@ -77,7 +79,7 @@ const Worker = Supervisor.spec("worker", {
             epoch: context.epoch,
             args,
             handoff: Option.getOrUndefined(context.handoff),
-            start: Date.now(),
+            start: clock.unsafeCurrentTimeMillis(),
             end: undefined,
             ticks: Option.match(context.handoff, { onNone: () => 0, onSome: (state) => state.ticks })
           }
@@ -86,7 +88,7 @@ const Worker = Supervisor.spec("worker", {
         }),
         (life, exit) =>
           Effect.sync(() => {
-            life.end = Date.now()
+            life.end = clock.unsafeCurrentTimeMillis()
             life.outcome = exit._tag === "Success" ? "success" : "ended"
           })
       )
@@ -208,16 +210,18 @@ describe("Supervisor", () => {
       })
   )
 
-  it.scopedLive(
-    "when its node crashes, a singleton runs again on a survivor with the same arguments, every survivor's lookup points at it, and no two instances ever overlap",
+  it.scoped(
+    "on the TestClock: when its node crashes, a singleton runs again on a survivor with the same arguments, every survivor's lookup points at it, and no two instances ever overlap",
     () =>
       Effect.gen(function* () {
         const { cluster, journal } = yield* supervisedCluster()
+        expect(cluster.virtualTime).toBe(true)
         const first = yield* on(cluster, "node-1", (s) =>
           s.startSingleton(Worker, { label: "survivor" }, { name: "crashy" })
         )
-        yield* cluster.crash(first.node)
-        const crashedAt = Date.now()
+        const crashedAt = yield* Clock.currentTimeMillis
+        // crashing waits on the clock while the node unwinds: on a TestClock, time must pass meanwhile
+        yield* cluster.run(cluster.crash(first.node))
         const second = yield* cluster.eventually(
           Effect.flatMap(lookupEverywhere(cluster, "crashy"), (found) => {
             const refs = found.map((f) => Either.getOrThrow(f))
@@ -227,7 +231,7 @@ describe("Supervisor", () => {
           }),
           { timeout: "5 seconds" }
         )
-        const elapsed = Date.now() - crashedAt
+        const elapsed = (yield* Clock.currentTimeMillis) - crashedAt
         expect(second.epoch).toBeGreaterThan(first.epoch)
         const now = running(journal, "crashy")
         expect(now.length).toBe(1)
@@ -236,20 +240,21 @@ describe("Supervisor", () => {
         expect(overlaps(journal)).toEqual([])
 
         // and again: the restarted node does not take it back
-        yield* cluster.restart(first.node)
+        yield* cluster.run(cluster.restart(first.node))
         yield* cluster.awaitConverged()
-        yield* Effect.sleep("600 millis")
+        yield* cluster.advance("600 millis")
         expect(Either.getOrThrow((yield* lookupEverywhere(cluster, "crashy"))[0])).toEqual(second)
         expect(running(journal, "crashy").length).toBe(1)
         expect(overlaps(journal)).toEqual([])
       })
   )
 
-  it.scopedLive(
-    "in a partition the minority stops its singleton once its lease lapses, the majority runs it after, and heal leaves exactly one",
+  it.scoped(
+    "on the TestClock: in a partition the minority stops its singleton once its lease lapses, the majority runs it after, and heal leaves exactly one",
     () =>
       Effect.gen(function* () {
         const { cluster, journal } = yield* supervisedCluster()
+        expect(cluster.virtualTime).toBe(true)
         const ref = yield* on(cluster, "node-1", (s) =>
           s.startSingleton(Worker, { label: "split" }, { name: "split-brain" })
         )
@@ -272,7 +277,7 @@ describe("Supervisor", () => {
         }
         yield* cluster.heal
         yield* cluster.awaitConverged()
-        yield* Effect.sleep("1500 millis")
+        yield* cluster.advance("1500 millis")
         expect(running(journal, "split-brain").map((life) => life.node)).toEqual([moved.node])
         for (const found of yield* lookupEverywhere(cluster, "split-brain")) {
           expect(Either.getOrThrow(found).node).toBe(moved.node)
@@ -281,11 +286,12 @@ describe("Supervisor", () => {
       })
   )
 
-  it.scopedLive(
-    "restart policies: permanent restarts after a normal end and a failure, transient only after a failure, temporary never",
+  it.scoped(
+    "restart policies on the TestClock: permanent restarts after a normal end and a failure, transient only after a failure, temporary never; the delays double from 100 ms",
     () =>
       Effect.gen(function* () {
         const { cluster, journal, processes } = yield* supervisedCluster()
+        expect(cluster.virtualTime).toBe(true)
         const start = (name: string, end: "fail" | "finish" | "die", restart: Supervisor.RestartPolicy) =>
           on(cluster, "node-1", (s) =>
             s.startSingleton(Worker, { label: name, end, after: 30 }, { name, restart })
@@ -295,19 +301,19 @@ describe("Supervisor", () => {
         yield* start("trans-finish", "finish", "transient")
         yield* start("trans-die", "die", "transient")
         yield* start("temp-fail", "fail", "temporary")
-        yield* Effect.sleep("900 millis")
+        // lives of 30 ms, then restarts after 100, 200 and 400 ms: the fourth starts 790 ms after the first
+        yield* cluster.advance("900 millis")
         const lives = (name: string) => journal.lives.filter((life) => life.name === name)
-        expect(lives("perm-finish").length).toBeGreaterThanOrEqual(3)
-        expect(lives("perm-fail").length).toBeGreaterThanOrEqual(3)
-        expect(lives("trans-die").length).toBeGreaterThanOrEqual(3)
+        expect(lives("perm-finish").length).toBe(4)
+        expect(lives("perm-fail").length).toBe(4)
+        expect(lives("trans-die").length).toBe(4)
         expect(lives("trans-finish").length).toBe(1)
         expect(lives("temp-fail").length).toBe(1)
-        // each restart is a new epoch; the delays grow (100, 200, 400 ms ...)
+        // each restart is a new epoch, after a delay that doubles from backoffInitial (100 ms)
         const restarts = lives("perm-fail")
-        expect(restarts.map((life) => life.epoch)).toEqual(restarts.map((_, i) => i + 1))
-        const gaps = restarts.slice(1).map((life, i) => life.start - restarts[i].end!)
-        expect(gaps[0]).toBeGreaterThanOrEqual(90)
-        expect(gaps[1]).toBeGreaterThan(gaps[0])
+        expect(restarts.map((life) => life.epoch)).toEqual([1, 2, 3, 4])
+        expect(restarts.slice(1).map((life, i) => life.start - restarts[i].end!)).toEqual([100, 200, 400])
+        expect(restarts.map((life) => life.end! - life.start).slice(0, 3)).toEqual([30, 30, 30])
         // a child that ended for good is gone: from storage and from the registry
         for (const name of ["trans-finish", "temp-fail"]) {
           expect(processes.rows.has(name)).toBe(false)

@@ -81,13 +81,17 @@ const now = () => Number(process.hrtime.bigint()) / 1000
 type Command = { readonly id: number; readonly cmd: string } & Record<string, unknown>
 
 const commands = (names: Scope.CloseableScope) => ({
-  /** registers `${prefix}${from}` .. `${prefix}${to - 1}`, `concurrency` at a time, kept until exit */
+  /**
+   * registers `${prefix}${from}` .. `${prefix}${to - 1}`, `concurrency` at a time, kept until exit;
+   * also the CPU time this process used meanwhile (its own registrations and the pushes it received)
+   */
   register: (command: Command) =>
     Effect.gen(function* () {
       const registry = yield* Registry.Registry
       const from = command.from as number
       const to = command.to as number
       const startedAt = Date.now()
+      const cpuBefore = process.cpuUsage()
       let failed = 0
       yield* Effect.forEach(
         Array.from({ length: to - from }, (_, i) => `${command.prefix}${from + i}`),
@@ -99,7 +103,8 @@ const commands = (names: Scope.CloseableScope) => ({
         { concurrency: command.concurrency as number, discard: true }
       )
       const endedAt = Date.now()
-      return { startedAt, endedAt, failed }
+      const cpu = process.cpuUsage(cpuBefore)
+      return { startedAt, endedAt, failed, cpuMs: (cpu.user + cpu.system) / 1000 }
     }),
   /** `samples` lookups of random names among `${prefix}0` .. `${prefix}${count - 1}`, each timed */
   lookups: (command: Command) =>
@@ -155,20 +160,26 @@ const commands = (names: Scope.CloseableScope) => ({
       return { max: Math.max(...lags), p50: percentile(lags, 50), misses, trials: lags.length }
     }),
   /**
-   * `ProcessManager.lookupSingleton(name)` against the raw calls it makes (`Registry.lookup` and
-   * `Supervisor.refOf`), `samples` calls each, alternated over `rounds`; the best round of each.
+   * `ProcessManager.lookupSingleton(name)` against two raw versions, `samples` calls each,
+   * alternated over `rounds` (which goes first alternates too); times are the best round of each,
+   * ratios the median over rounds of facade / raw - 1:
+   * - `raw`: the raw code its doc comment gives (`Registry.lookup`, then `Supervisor.refOf`), with
+   *   the `Registry` service resolved once beforehand, as a caller holding it would;
+   * - `sameCalls`: the calls the facade itself makes (`Registry.unsafeLookup`, then `refOf`), so the
+   *   difference is only the facade's own work (reading the service from the fiber's context and
+   *   checking the log level).
    */
   facade: (command: Command) =>
     Effect.gen(function* () {
       const registry = yield* Registry.Registry
       const name = command.name as string
       const samples = command.samples as number
-      const raw = Effect.flatMap(registry.lookup(name), (entry) => {
-        const ref = Supervisor.refOf(Option.getOrUndefined(entry))
-        return ref?.kind === "singleton"
-          ? Effect.succeed(ref)
-          : Effect.fail(new Supervisor.NotFound({ name }))
-      })
+      const found = (ref: Supervisor.ProcessRef | undefined) =>
+        ref?.kind === "singleton" ? Effect.succeed(ref) : Effect.fail(new Supervisor.NotFound({ name }))
+      const raw = Effect.flatMap(registry.lookup(name), (entry) =>
+        found(Supervisor.refOf(Option.getOrUndefined(entry)))
+      )
+      const sameCalls = Effect.suspend(() => found(Supervisor.refOf(registry.unsafeLookup(name))))
       const facade = ProcessManager.lookupSingleton(name)
       const time = (effect: Effect.Effect<Supervisor.ProcessRef, Supervisor.NotFound, Registry.Registry>) =>
         Effect.gen(function* () {
@@ -176,15 +187,28 @@ const commands = (names: Scope.CloseableScope) => ({
           for (let i = 0; i < samples; i++) yield* effect
           return (now() - start) / samples
         })
-      const rawTimes: Array<number> = []
-      const facadeTimes: Array<number> = []
+      const variants = { raw, sameCalls, facade }
+      const times: Record<keyof typeof variants, Array<number>> = { raw: [], sameCalls: [], facade: [] }
+      const keys = Object.keys(variants) as Array<keyof typeof variants>
       for (let round = 0; round < (command.rounds as number); round++) {
-        rawTimes.push(yield* time(raw))
-        facadeTimes.push(yield* time(facade))
+        for (const key of round % 2 === 0 ? keys : [...keys].reverse()) {
+          times[key].push(yield* time(variants[key]))
+        }
       }
-      const rawBest = Math.min(...rawTimes)
-      const facadeBest = Math.min(...facadeTimes)
-      return { rawUs: rawBest, facadeUs: facadeBest, ratio: facadeBest / rawBest - 1 }
+      // a round times the three back to back, so a load spike from elsewhere hits all of them: the
+      // ratios are taken per round, then their median
+      const pairedRatio = (base: Array<number>) =>
+        percentile(
+          times.facade.map((facadeUs, round) => facadeUs / base[round] - 1),
+          50
+        )
+      return {
+        rawUs: Math.min(...times.raw),
+        sameCallsUs: Math.min(...times.sameCalls),
+        facadeUs: Math.min(...times.facade),
+        ratio: pairedRatio(times.raw),
+        sameCallsRatio: pairedRatio(times.sameCalls)
+      }
     }),
   /**
    * Starts each of `count` names twice, once with `Supervisor.startSingleton` and once with

@@ -19,6 +19,8 @@ import { RegistryStorage } from "../RegistryStorage.js"
 const pokeInterval = Duration.millis(500)
 /** How often entries of nodes no longer in the membership view are looked for. */
 const sweepInterval = Duration.seconds(10)
+/** The most scheduler turns the writer waits for a batch to fill (see `gather`). */
+const gatherTurns = 8
 /** A pause before a reload, so that a burst of triggers (a node joining sees every peer) costs one. */
 const reloadDebounce = Duration.millis(20)
 
@@ -261,10 +263,10 @@ export const make = (
       })
 
     /**
-     * Sends `changes` to every member not known to be down (and an empty push to `poked` ones).
-     * Members seen up are waited for, up to `replicationTimeout`: that is the read-your-writes
-     * guarantee. Suspect members (silent for a while, or not yet heard from) get the push, in order,
-     * without being waited for.
+     * Queues `changes` for every member not known to be down (and an empty push for `poked` ones),
+     * and returns the wait for the acks of the members seen up, each up to `replicationTimeout`:
+     * answering callers after that wait is the read-your-writes guarantee. Suspect members (silent
+     * for a while, or not yet heard from) get the push, in order, without being waited for.
      */
     const replicate = (changes: ReadonlyArray<Change>, poked: ReadonlySet<string>) =>
       Effect.gen(function* () {
@@ -280,7 +282,7 @@ export const make = (
             awaited.push(Effect.ignore(Effect.timeout(Deferred.await(done), settings.replicationTimeout)))
           }
         }
-        yield* Effect.all(awaited, { concurrency: "unbounded", discard: true })
+        return Effect.all(awaited, { concurrency: "unbounded", discard: true })
       })
 
     const receive = (payload: ApplyPayload) => {
@@ -475,15 +477,39 @@ export const make = (
       })
 
     /**
-     * Two stages: the writer takes every pending operation (up to `maxBatch`) into one storage
-     * round, while the replicator pushes the previous batch. Pushes leave in batch order, from one
-     * fiber, so their sequence numbers arrive in order.
+     * Takes the pending operations (up to `maxBatch`) for one storage round. Callers answered
+     * together submit their next operations one by one as they resume, so the first of them would
+     * wake the writer alone and go to storage in a batch of one, with the rest waiting behind it:
+     * the writer yields while the queue still grows (a few scheduler turns, no timer) and takes
+     * what arrived meanwhile.
+     */
+    const gather = Effect.gen(function* () {
+      const batch = Array.from(yield* Queue.takeBetween(ops, 1, settings.maxBatch))
+      let size = -1
+      for (let turn = 0; turn < gatherTurns && batch.length < settings.maxBatch; turn++) {
+        const pending = yield* Queue.size(ops)
+        if (pending === size) break
+        size = pending
+        yield* Effect.yieldNow()
+      }
+      if (batch.length < settings.maxBatch) {
+        batch.push(...(yield* Queue.takeUpTo(ops, settings.maxBatch - batch.length)))
+      }
+      return batch
+    })
+
+    /**
+     * Two stages: the writer does a batch's storage round while the replicator hands the previous
+     * batch to the peers' outboxes. Pushes leave in batch order (one outbox fiber per peer), so
+     * their sequence numbers arrive in order; the replicator does not wait for a batch's acks
+     * before handing over the next one, so a slow peer's round trip overlaps the next storage
+     * round. A batch's callers are answered once its acks are in (or timed out).
      */
     const stored = yield* Queue.bounded<Stored>(1)
     const writer = Effect.gen(function* () {
       while (true) {
-        const batch = yield* Queue.takeBetween(ops, 1, settings.maxBatch)
-        const result = yield* storeBatch(Array.from(batch)).pipe(
+        const batch = yield* gather
+        const result = yield* storeBatch(batch).pipe(
           Effect.catchAllCause((cause) =>
             Effect.as(
               Effect.zipRight(
@@ -504,10 +530,19 @@ export const make = (
     const replicator = Effect.gen(function* () {
       while (true) {
         const { changes, completions, poked } = yield* Queue.take(stored)
-        yield* replicate(changes, poked).pipe(
-          Effect.catchAllCause((cause) => Effect.logError("registry replication failed a batch", cause))
+        const acked = yield* replicate(changes, poked).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.as(Effect.logError("registry replication failed a batch", cause), Effect.void)
+          )
         )
-        for (const complete of completions) complete()
+        yield* Effect.fork(
+          Effect.zipRight(
+            acked,
+            Effect.sync(() => {
+              for (const complete of completions) complete()
+            })
+          )
+        )
       }
     })
 
