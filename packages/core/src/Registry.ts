@@ -40,6 +40,7 @@ import type * as Stream from "effect/Stream"
 import * as internal from "./internal/registry.js"
 import { Node, NodeAddress, NodeId } from "./Node.js"
 import { RegistryStorage } from "./RegistryStorage.js"
+import * as internalSettings from "./internal/settings.js"
 
 /** Metadata attached to a name: a record of JSON values (it is stored as JSON and sent with msgpack). */
 export const Metadata = Schema.Record({ key: Schema.String, value: Schema.Unknown })
@@ -157,23 +158,11 @@ export const defaults: Settings = {
 }
 
 /** Overrides of `defaults`; durations as `Duration.DurationInput` ("2 seconds", 2000, ...). */
-export type SettingsInput = {
-  readonly [K in keyof Settings]?: Settings[K] extends Duration.Duration
-    ? Duration.DurationInput
-    : Settings[K]
-}
+export type SettingsInput = internalSettings.Input<Settings>
 
 /** `defaults` with `input` applied. */
-export const resolveSettings = (input?: SettingsInput): Settings => {
-  const resolved: Record<string, unknown> = { ...defaults }
-  for (const [key, value] of Object.entries(input ?? {})) {
-    if (value === undefined) continue
-    resolved[key] = Duration.isDuration(resolved[key])
-      ? Duration.decode(value as Duration.DurationInput)
-      : value
-  }
-  return resolved as unknown as Settings
-}
+export const resolveSettings = (input?: SettingsInput): Settings =>
+  internalSettings.withDefaults(defaults, input)
 
 /** The registry service. */
 export class Registry extends Context.Tag("@foundation/core/Registry")<

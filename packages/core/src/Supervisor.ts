@@ -46,6 +46,7 @@ import type * as Scope from "effect/Scope"
 import * as internal from "./internal/supervisor.js"
 import { type Node, NodeAddress, NodeId } from "./Node.js"
 import type { AlreadyRegistered, Entry, Registry, RegistryStorageError } from "./Registry.js"
+import * as internalSettings from "./internal/settings.js"
 import {
   type ProcessKind,
   RestartPolicy,
@@ -276,23 +277,11 @@ export const defaults: Settings = {
 }
 
 /** Overrides of `defaults`; durations as `Duration.DurationInput` ("2 seconds", 2000, ...). */
-export type SettingsInput = {
-  readonly [K in keyof Settings]?: Settings[K] extends Duration.Duration
-    ? Duration.DurationInput
-    : Settings[K]
-}
+export type SettingsInput = internalSettings.Input<Settings>
 
 /** `defaults` with `input` applied. */
-export const resolveSettings = (input?: SettingsInput): Settings => {
-  const resolved: Record<string, unknown> = { ...defaults }
-  for (const [key, value] of Object.entries(input ?? {})) {
-    if (value === undefined) continue
-    resolved[key] = Duration.isDuration(resolved[key])
-      ? Duration.decode(value as Duration.DurationInput)
-      : value
-  }
-  return resolved as unknown as Settings
-}
+export const resolveSettings = (input?: SettingsInput): Settings =>
+  internalSettings.withDefaults(defaults, input)
 
 /** What `startSingleton` can fail with. */
 export type StartError =

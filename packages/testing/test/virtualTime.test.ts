@@ -1,10 +1,22 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Node from "@foundation/core/Node"
 import * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { TestCluster } from "@foundation/testing"
 import { AppLayer, memberOn, whoami } from "./fixtures.js"
+
+/** Three converged nodes whose detector pings every 100 ms and suspects after 400 ms of silence. */
+const fastDetectorCluster = (heartbeatTimeout: Duration.DurationInput) =>
+  Effect.tap(
+    TestCluster.make({
+      nodes: 3,
+      layer: AppLayer,
+      detector: { heartbeatInterval: "100 millis", suspectAfter: "400 millis", heartbeatTimeout }
+    }),
+    (cluster) => cluster.awaitConverged()
+  )
 
 describe("under a TestClock", () => {
   it.scoped("a crash fails over on virtual time: every survivor is served by another runner", () =>
@@ -29,16 +41,7 @@ describe("under a TestClock", () => {
     "an isolated node is declared down exactly when the heartbeat timeout has passed on the clock",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({
-          nodes: 3,
-          layer: AppLayer,
-          detector: {
-            heartbeatInterval: "100 millis",
-            suspectAfter: "400 millis",
-            heartbeatTimeout: "1 second"
-          }
-        })
-        yield* cluster.awaitConverged()
+        const cluster = yield* fastDetectorCluster("1 second")
         yield* cluster.partition(["node-3"], ["node-1", "node-2"])
         const partitionedAt = yield* Clock.currentTimeMillis
         // the last answer came at most one heartbeat (100 ms) before the partition
@@ -59,16 +62,7 @@ describe("under a TestClock", () => {
     "after a partition heals, a member that answers within the heartbeat timeout is not evicted by the side regaining its majority",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({
-          nodes: 3,
-          layer: AppLayer,
-          detector: {
-            heartbeatInterval: "100 millis",
-            suspectAfter: "400 millis",
-            heartbeatTimeout: "2 seconds"
-          }
-        })
-        yield* cluster.awaitConverged()
+        const cluster = yield* fastDetectorCluster("2 seconds")
         yield* cluster.partition(["node-1"], ["node-2", "node-3"])
         // the majority evicts node-1; node-1, without a majority, only suspects its two peers
         yield* cluster.advance("3 seconds")
@@ -107,16 +101,7 @@ describe("under a TestClock", () => {
     "a peer already silent before the majority was lost is evicted once the majority is back, without a fresh heartbeat timeout",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({
-          nodes: 3,
-          layer: AppLayer,
-          detector: {
-            heartbeatInterval: "100 millis",
-            suspectAfter: "400 millis",
-            heartbeatTimeout: "2 seconds"
-          }
-        })
-        yield* cluster.awaitConverged()
+        const cluster = yield* fastDetectorCluster("2 seconds")
         // node-3 falls silent for node-1; a second later node-2 does too, so node-1 loses its majority
         // with node-3 silent for about 1.4 s of its 2 s
         yield* cluster.partition(["node-1"], ["node-3"])
