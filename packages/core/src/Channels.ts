@@ -21,7 +21,9 @@
  *   `interestSyncInterval`; `subscribe` returns once the nodes that are up acknowledged.
  * - the receiving node decodes each lane's frames on its own worker: control is never behind another
  *   lane's work, and the data worker hands the event loop back between frames. Large messages travel
- *   in `chunkSize` parts.
+ *   in `chunkSize` parts. While a control round trip is under way (a control frame of this node
+ *   unacknowledged, or one arrived or acknowledged within 1 ms), a node neither sends nor processes
+ *   `data` frames, for at most 10 ms at a time.
  *
  * Drop down to `Node.clientFor(group, { lane })` and `Node.layerServe(group)` for request/response, or
  * for delivery guarantees other than at-most-once (acknowledged, persisted: an entity with
@@ -210,7 +212,8 @@ export class InvalidMessage extends Schema.TaggedError<InvalidMessage>()("Invali
 
 /**
  * The node-to-node protocol of Channels, served on every node running `Channels.layer`:
- * - `Deliver`: a frame of messages from `from` on `lane`, acknowledged once this node processed it
+ * - `Deliver`: a frame of messages from `from` on `lane` (and the next `part` of a large message),
+ *   acknowledged once this node processed it
  *   (the publisher keeps at most `window` frames unacknowledged per node and lane);
  * - `Interest`: the topics the caller's node subscribes to (a versioned snapshot); the reply is the
  *   callee's own.
@@ -221,7 +224,9 @@ export class ChannelRpcs extends RpcGroup.make(
       from: Schema.String,
       incarnation: Schema.Number,
       lane: Schema.Literal("control", "events", "data", "telemetry"),
-      frame: Schema.Uint8ArrayFromSelf
+      frame: Schema.Uint8ArrayFromSelf,
+      /** the next part of the large message the frame ends with, kept out of `frame` (no copy) */
+      part: Schema.optional(Schema.Uint8ArrayFromSelf)
     }
   }),
   Rpc.make("Channels.Interest", {

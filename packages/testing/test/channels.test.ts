@@ -284,6 +284,51 @@ describe("Channels", () => {
   )
 
   it.scopedLive(
+    "large byte arrays arrive byte for byte, plain or compressed, reassembled from their parts in order",
+    () =>
+      Effect.gen(function* () {
+        const cluster = yield* cluster3
+        const stream = yield* subscribeOn(cluster, "node-3", "data")
+        const fiber = yield* collect(stream, 4)
+        // not compressible: pseudo-random bytes
+        let seed = 17
+        const noisy = Uint8Array.from({ length: 200_000 }, () => {
+          seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0
+          return seed >>> 24
+        })
+        const zeros = new Uint8Array(300_000)
+        const small = Uint8Array.from([1, 2, 3])
+        const decision = yield* Channels.explainRouting(noisy)
+        // a msgpack bin: a 5-byte header, then the bytes
+        expect(decision).toMatchObject({ channel: "data", size: noisy.length + 5 })
+        yield* cluster.on(
+          "node-1",
+          Effect.all([
+            Channels.broadcast("data", noisy),
+            Channels.broadcast("data", noisy, { compression: "gzip" }),
+            Channels.broadcast("data", zeros, { compression: true }),
+            Channels.broadcast("data", small)
+          ])
+        )
+        const received = yield* join(fiber)
+        expect(received.map((envelope) => envelope.seq)).toEqual([1, 2, 3, 4])
+        expect(received.every((envelope) => envelope.missed === 0)).toBe(true)
+        const bytes = received.map((envelope) => envelope.message as Uint8Array)
+        expect(bytes.map((array) => array instanceof Uint8Array)).toEqual([true, true, true, true])
+        expect(Array.from(bytes[0]!)).toEqual(Array.from(noisy))
+        expect(Array.from(bytes[1]!)).toEqual(Array.from(noisy))
+        expect(bytes[2]!.length).toBe(zeros.length)
+        expect(bytes[2]!.every((byte) => byte === 0)).toBe(true)
+        expect(Array.from(bytes[3]!)).toEqual([1, 2, 3])
+        const data = (yield* statsOn(cluster, "node-1")).data
+        // the noisy arrays crossed in 1 KB parts; the zeros compressed to a few hundred bytes
+        expect(data.frames).toBeGreaterThan((2 * noisy.length) / settings.maxFrameBytes)
+        expect(data.bytesSent).toBeLessThan(2 * noisy.length + 10_000)
+        expect((yield* statsOn(cluster, "node-3")).data.undecodable).toBe(0)
+      })
+  )
+
+  it.scopedLive(
     "a full subscriber buffer drops the oldest by default, counts it, and the subscriber sees the gap",
     () =>
       Effect.gen(function* () {
@@ -442,6 +487,37 @@ describe("Channels", () => {
       )
       yield* cluster.eventually(Effect.sync(() => expect(order.length).toBe(31)))
       expect(order.indexOf("control")).toBeLessThan(15)
+    })
+  )
+
+  it.scopedLive("bulk waits for control but is never starved by a steady stream of control messages", () =>
+    Effect.gen(function* () {
+      const cluster = yield* cluster3
+      const data = yield* subscribeOn(cluster, "node-2", "data")
+      const control = yield* subscribeOn(cluster, "node-2", "control")
+      yield* Effect.forkScoped(Stream.runDrain(control))
+      const fiber = yield* collect(data, 10)
+      // a control message every millisecond, both ways, for as long as the data takes
+      const ticker = (from: string) =>
+        Effect.forkScoped(
+          Effect.forever(
+            Effect.zipRight(
+              cluster.on(from, Channels.broadcast("control", { tick: from })),
+              Effect.sleep("1 millis")
+            )
+          )
+        )
+      yield* subscribeOn(cluster, "node-1", "control").pipe(
+        Effect.flatMap((stream) => Effect.forkScoped(Stream.runDrain(stream)))
+      )
+      yield* ticker("node-1")
+      yield* ticker("node-2")
+      // 8 KB each: 8 parts of 1 KB, one frame each
+      const blobs = Array.from({ length: 10 }, (_, i) => new Uint8Array(8 * 1024).fill(i))
+      yield* publish(cluster, "node-1", "data", blobs)
+      const received = yield* join(fiber)
+      expect(received.map((envelope) => (envelope.message as Uint8Array)[0])).toEqual(blobs.map((_, i) => i))
+      expect(received.every((envelope) => envelope.missed === 0)).toBe(true)
     })
   )
 

@@ -7,9 +7,14 @@
  *   time, `pingIntervalMs` apart; B answers each on `control`; the figure is A's round trip;
  * - head-of-line: the same pings while A floods B with 1 MiB messages on `data` without pause.
  *   `hol_ratio` = flood p99 / idle p99.
+ *
+ * Alongside, for each ping series: the two legs of the round trip (A -> B and B -> A, from
+ * timestamps on both sides), the GC pauses and event-loop delay of A and B (`vitals_idle`,
+ * `vitals_flood`), and the flood's rate in its first second alone and while the pings ran.
  */
 import * as Effect from "effect/Effect"
 import * as os from "node:os"
+import { performance } from "node:perf_hooks"
 import * as NodePath from "node:path"
 import { median, percentile } from "../shared/stats.js"
 import { type BenchWorker, log, request, round, startCluster } from "./cluster.js"
@@ -125,13 +130,22 @@ export const runChannels = (options: ChannelsOptions) =>
       yield* request(b, { _tag: "Count", channel: "data" })
       yield* request(a, { _tag: "AwaitSubscribers", channel: "data", nodes: ["node-2"] })
       const pings = (count: number) =>
-        request<{ rtts: Array<number>; lost: number }>(a, {
+        request<{ rtts: Array<number>; there: Array<number>; back: Array<number>; lost: number }>(a, {
           _tag: "Pings",
           count,
           intervalMs: options.pingIntervalMs
         })
+      // GC pauses and event-loop delay of A and B over each ping series: where the time goes
+      const measured = <A>(series: Effect.Effect<A, Error>) =>
+        Effect.gen(function* () {
+          for (const worker of [a, b]) yield* request(worker, { _tag: "VitalsStart" })
+          const result = yield* series
+          const vitals: Record<string, unknown> = {}
+          for (const worker of [a, b]) vitals[worker.id] = yield* request(worker, { _tag: "VitalsStop" })
+          return [result, vitals] as const
+        })
       yield* pings(200)
-      const idle = yield* pings(options.pings)
+      const [idle, idleVitals] = yield* measured(pings(options.pings))
       // the same round trip as a plain node RPC call: what the transport alone costs here and now
       const rpc = yield* request<{ rtts: Array<number> }>(a, {
         _tag: "RpcPings",
@@ -147,11 +161,17 @@ export const runChannels = (options: ChannelsOptions) =>
       )
       yield* request(b, { _tag: "Counters", channel: "data", reset: true })
       yield* request(a, { _tag: "FloodStart", size: options.floodBytes })
+      const floodStartedAt = performance.now()
       yield* Effect.sleep(1000)
+      // the flood's rate is also taken apart: alone (its first second) and while the pings run
+      const aloneCounter = yield* request<Counter>(b, { _tag: "Counters", channel: "data", reset: false })
+      const pingsStartedAt = performance.now()
       if (options.profileDir !== undefined) {
         for (const worker of [a, b]) yield* request(worker, { _tag: "ProfileStart", intervalUs: 100 })
       }
-      const flooded = yield* pings(options.pings)
+      const [flooded, floodVitals] = yield* measured(pings(options.pings))
+      const pingsCounter = yield* request<Counter>(b, { _tag: "Counters", channel: "data", reset: false })
+      const pingsEndedAt = performance.now()
       if (options.profileDir !== undefined) {
         for (const worker of [a, b]) {
           const file = NodePath.join(options.profileDir, `flood-${worker.id}.cpuprofile`)
@@ -162,11 +182,22 @@ export const runChannels = (options: ChannelsOptions) =>
       const flood = yield* request<{ sent: number; seconds: number }>(a, { _tag: "FloodStop" })
       const dataCounter = yield* request<Counter>(b, { _tag: "Counters", channel: "data", reset: false })
       const floodMBs = (dataCounter.received * options.floodBytes) / 1e6 / Math.max(0.001, flood.seconds)
+      const megabytes = (messages: number) => (messages * options.floodBytes) / 1e6
+      const aloneMBs = megabytes(aloneCounter.received) / ((pingsStartedAt - floodStartedAt) / 1000)
+      const duringPingsMBs =
+        megabytes(pingsCounter.received - aloneCounter.received) / ((pingsEndedAt - pingsStartedAt) / 1000)
       yield* log(
         `[channels] control round trip under a ${options.floodBytes}-byte flood: p50 ${round(percentile(flooded.rtts, 50), 3)} ms, ` +
           `p99 ${round(percentile(flooded.rtts, 99), 3)} ms (lost ${flooded.lost}); flood sent ${flood.sent}, ` +
-          `received ${dataCounter.received} (missed ${dataCounter.missed}), ${round(floodMBs, 0)} MB/s`
+          `received ${dataCounter.received} (missed ${dataCounter.missed}), ${round(floodMBs, 0)} MB/s ` +
+          `(${round(aloneMBs, 0)} MB/s in its first second, alone; ${round(duringPingsMBs, 0)} MB/s while the pings ran)`
       )
+      const legs = (series: { there: Array<number>; back: Array<number> }) =>
+        `A -> B p50 ${round(percentile(series.there, 50), 3)} p99 ${round(percentile(series.there, 99), 3)} ms, ` +
+        `B -> A p50 ${round(percentile(series.back, 50), 3)} p99 ${round(percentile(series.back, 99), 3)} ms`
+      yield* log(`[channels] legs idle: ${legs(idle)}; under the flood: ${legs(flooded)}`)
+      yield* log(`[channels] vitals idle: ${JSON.stringify(idleVitals)}`)
+      yield* log(`[channels] vitals under the flood: ${JSON.stringify(floodVitals)}`)
       const idleP99 = percentile(idle.rtts, 99)
       const floodP99 = percentile(flooded.rtts, 99)
       return {
@@ -193,6 +224,10 @@ export const runChannels = (options: ChannelsOptions) =>
         flood_message_bytes: options.floodBytes,
         flood_messages_received: dataCounter.received,
         flood_mb_s: round(floodMBs, 0),
+        flood_mb_s_alone: round(aloneMBs, 0),
+        flood_mb_s_during_pings: round(duringPingsMBs, 0),
+        vitals_idle: idleVitals,
+        vitals_flood: floodVitals,
         host_loadavg_1m: [round(loadAtStart, 2), round(os.loadavg()[0]!, 2)],
         host_cpus: os.cpus().length
       }

@@ -34,6 +34,10 @@ export const Command = Schema.Union(
   Schema.TaggedStruct("ProfileStart", { intervalUs: Schema.Number }),
   /** stops it and writes the `.cpuprofile` to `file` */
   Schema.TaggedStruct("ProfileStop", { file: Schema.String }),
+  /** starts recording this process's GC pauses and event-loop delay (`VitalsStop` returns them) */
+  Schema.TaggedStruct("VitalsStart", {}),
+  /** stops recording; the reply has the GC pauses and the event-loop delay since `VitalsStart` */
+  Schema.TaggedStruct("VitalsStop", {}),
   /** this node's `Channels.stats` */
   Schema.TaggedStruct("Stats", {}),
   /** the `SharedConfig` entry this node holds for the benchmark's key */

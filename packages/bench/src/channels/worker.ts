@@ -20,7 +20,12 @@ import * as LogLevel from "effect/LogLevel"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { performance } from "node:perf_hooks"
+import {
+  constants as PerfConstants,
+  monitorEventLoopDelay,
+  PerformanceObserver,
+  performance
+} from "node:perf_hooks"
 import * as Profiler from "../rpc/profiler.js"
 import { type Command, Request } from "./protocol.js"
 import * as Commands from "../shared/commands.js"
@@ -28,9 +33,14 @@ import * as Commands from "../shared/commands.js"
 const Ping = Channels.topic("bench:ping", Schema.Struct({ id: Schema.Number, from: Schema.String }), {
   channel: "control"
 })
-const Pong = Channels.topic("bench:pong", Schema.Struct({ id: Schema.Number, to: Schema.String }), {
-  channel: "control"
-})
+/** `echoedAt`: when the echoing node got the ping (`epochMs`), which splits the round trip in two legs */
+const Pong = Channels.topic(
+  "bench:pong",
+  Schema.Struct({ id: Schema.Number, to: Schema.String, echoedAt: Schema.Number }),
+  {
+    channel: "control"
+  }
+)
 
 /** The key the sharedconfig benchmark sets. */
 export const BenchKey = SharedConfig.key("bench.value", Schema.Number, { default: 0 })
@@ -54,6 +64,79 @@ interface Counter {
 const emptyCounter = (): Counter => ({ received: 0, missed: 0, firstAt: 0, firstChunk: 0, lastAt: 0 })
 
 const log = (line: string) => Effect.sync(() => console.error(line))
+
+/** Milliseconds since the epoch with sub-millisecond precision: comparable across the node processes. */
+const epochMs = () => performance.timeOrigin + performance.now()
+
+/**
+ * The event-loop delay is sampled every 20 ms: a finer timer would keep waking an idle process and
+ * change the idle figures it is compared with.
+ */
+const delayResolutionMs = 20
+
+/**
+ * This process's GC pauses (by kind) and event-loop delay while recording: where a control
+ * message's time goes when the process is busy.
+ */
+const makeVitals = () => {
+  const kinds: Record<number, string> = {
+    [PerfConstants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+    [PerfConstants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+    [PerfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+    [PerfConstants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb"
+  }
+  let pauses: Record<string, Array<number>> = {}
+  /** GC callback flags (`NODE_PERFORMANCE_GC_FLAGS_*`, e.g. 32: all external memory) and how often */
+  let flagCounts: Record<number, number> = {}
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const detail = (entry as any).detail as { kind?: number; flags?: number } | undefined
+      const kind = kinds[detail?.kind ?? 0] ?? "other"
+      ;(pauses[kind] ??= []).push(entry.duration)
+      if (detail?.flags) flagCounts[detail.flags] = (flagCounts[detail.flags] ?? 0) + 1
+    }
+  })
+  let delay: ReturnType<typeof monitorEventLoopDelay> | undefined
+  return {
+    start: Effect.sync(() => {
+      pauses = {}
+      flagCounts = {}
+      delay?.disable()
+      delay = monitorEventLoopDelay({ resolution: delayResolutionMs })
+      delay.enable()
+      observer.observe({ entryTypes: ["gc"] })
+      return {}
+    }),
+    stop: Effect.sync(() => {
+      observer.disconnect()
+      delay?.disable()
+      // the histogram holds the timer's whole interval: the delay is what exceeds the resolution
+      const ms = (ns: number) => Math.max(0, Math.round(ns / 1e4 - delayResolutionMs * 100) / 100)
+      const gc = Object.fromEntries(
+        Object.entries(pauses).map(([kind, durations]) => [
+          kind,
+          {
+            count: durations.length,
+            total_ms: Math.round(durations.reduce((sum, d) => sum + d, 0) * 100) / 100,
+            max_ms: Math.round(Math.max(...durations) * 100) / 100
+          }
+        ])
+      )
+      const memory = process.memoryUsage()
+      const result = {
+        gc,
+        gc_flags: flagCounts,
+        heap_used_mb: Math.round(memory.heapUsed / 1e6),
+        array_buffers_mb: Math.round(memory.arrayBuffers / 1e6),
+        event_loop_delay_ms: delay
+          ? { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }
+          : undefined
+      }
+      delay = undefined
+      return result
+    })
+  }
+}
 
 const program = Effect.gen(function* () {
   const config = yield* options
@@ -85,7 +168,8 @@ const program = Effect.gen(function* () {
   const channels = yield* Effect.provide(Channels.Channels, context)
   const shared = yield* Effect.provide(SharedConfig.SharedConfig, context)
   const counters = new Map<string, Counter>()
-  const pongs = new Map<number, Deferred.Deferred<number>>()
+  const pongs = new Map<number, Deferred.Deferred<{ at: number; echoedAt: number }>>()
+  const vitals = makeVitals()
   let flood: { fiber: Fiber.RuntimeFiber<void>; sent: number; startedAt: number } | undefined
 
   // every node listens for pongs addressed to it
@@ -95,7 +179,9 @@ const program = Effect.gen(function* () {
       Effect.suspend(() => {
         if (envelope.message.to !== config.id) return Effect.void
         const waiting = pongs.get(envelope.message.id)
-        return waiting ? Deferred.succeed(waiting, performance.now()) : Effect.void
+        return waiting
+          ? Deferred.succeed(waiting, { at: epochMs(), echoedAt: envelope.message.echoedAt })
+          : Effect.void
       })
     ),
     Effect.forkScoped
@@ -132,7 +218,11 @@ const program = Effect.gen(function* () {
           const stream = yield* channels.subscribe(Ping).pipe(Scope.extend(scope))
           yield* stream.pipe(
             Stream.runForEach((envelope) =>
-              channels.broadcast(Pong, { id: envelope.message.id, to: envelope.message.from })
+              channels.broadcast(Pong, {
+                id: envelope.message.id,
+                to: envelope.message.from,
+                echoedAt: epochMs()
+              })
             ),
             Effect.forkIn(scope)
           )
@@ -166,19 +256,24 @@ const program = Effect.gen(function* () {
       case "Pings":
         return Effect.gen(function* () {
           const rtts: Array<number> = []
+          const there: Array<number> = []
+          const back: Array<number> = []
           let lost = 0
           for (let id = 0; id < command.count; id++) {
-            const answered = yield* Deferred.make<number>()
+            const answered = yield* Deferred.make<{ at: number; echoedAt: number }>()
             pongs.set(id, answered)
-            const sentAt = performance.now()
+            const sentAt = epochMs()
             yield* channels.broadcast(Ping, { id, from: config.id })
-            const at = yield* Deferred.await(answered).pipe(Effect.timeout("5 seconds"), Effect.option)
+            const pong = yield* Deferred.await(answered).pipe(Effect.timeout("5 seconds"), Effect.option)
             pongs.delete(id)
-            if (at._tag === "Some") rtts.push(at.value - sentAt)
-            else lost++
+            if (pong._tag === "Some") {
+              rtts.push(pong.value.at - sentAt)
+              there.push(pong.value.echoedAt - sentAt)
+              back.push(pong.value.at - pong.value.echoedAt)
+            } else lost++
             yield* Effect.sleep(command.intervalMs)
           }
-          return { rtts, lost }
+          return { rtts, there, back, lost }
         })
       case "RpcPings":
         return Effect.gen(function* () {
@@ -247,6 +342,10 @@ const program = Effect.gen(function* () {
         return Profiler.start(command.intervalUs)
       case "ProfileStop":
         return Profiler.stop(command.file)
+      case "VitalsStart":
+        return vitals.start
+      case "VitalsStop":
+        return vitals.stop
       case "Stats":
         return channels.stats
       case "ConfigEntry":

@@ -1,5 +1,5 @@
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Effect from "effect/Effect"
+import { Packr, Unpackr } from "msgpackr"
 
 /**
  * The bytes of Channels on the wire. A delivery frame is a run of MessagePack values (the format of
@@ -11,10 +11,13 @@ import * as Effect from "effect/Effect"
  *   - 1` (a publisher's consecutive messages on a topic share one header);
  * - a compressed message (`flags` has a compression bit, `count` 1): a bin of the compressed msgpack
  *   bytes of the message;
- * - a chunked message (`flags` has `chunked`): `count` bins that concatenate to its body (the msgpack
- *   bytes, or the compressed bytes). Its parts may continue in the next frames: a frame may start
- *   with the remaining parts of the previous frame's last message. The frames of one lane from one
- *   publisher are processed in order, so the parts of a message are contiguous.
+ * - a chunked message (`flags` has `chunked`, `count` the size of its body in bytes, the msgpack
+ *   bytes or the compressed bytes) ends its frame. Its body travels in parts of `chunkSize`, one
+ *   per frame, each outside the frame's bytes: the `part` of the `Deliver` call, a view of the
+ *   queued body that the transport writes to the socket without a copy into the frame. A frame
+ *   carrying a later part has no bytes of its own, or whole messages before it. The frames of one
+ *   lane from one publisher are processed in order, so the parts of a message are contiguous, and
+ *   the receiver copies each into place in a buffer of the announced size as it arrives.
  *
  * A message is encoded once (`encode`); frames are written per peer straight from the queued bodies.
  */
@@ -27,17 +30,35 @@ export const flags = {
 
 export type Compression = "deflate" | "gzip"
 
-const plain = RpcSerialization.makeMsgPack({ useRecords: false })
-const encoder = plain.unsafeMake()
+// the transport's format, `RpcSerialization.makeMsgPack({ useRecords: false })`, without its framing state
+const packr = new Packr({ useRecords: false })
+const unpackr = new Unpackr({ useRecords: false })
 
-/** The msgpack bytes of a value; throws if it cannot be encoded. */
-export const encode = (value: unknown): Uint8Array => encoder.encode(value) as Uint8Array
+/** A byte array at least this large is encoded by hand (see `encode`). */
+const largeBinary = 64 * 1024
 
 /**
- * Every msgpack value in `bytes`. A fresh decoder each time: the transport's decoder keeps an
- * incomplete tail between calls, which a complete frame never needs and a truncated one must not leave.
+ * The msgpack bytes of a value; throws if it cannot be encoded.
+ *
+ * A large byte array (bulk data) is written as a msgpack `bin` (the same bytes) into a `Uint8Array`
+ * of its exact size, without msgpackr: msgpackr packs every value of the process (the transport's
+ * frames too) into one shared buffer that it replaces, when full, with a `Buffer.allocUnsafeSlow`
+ * of four times the value that did not fit. A flood of 1 MiB messages allocated 290 MB of those in
+ * 4 s, and such allocations force full, non-incremental GCs (see docs/channels.md).
  */
-export const decodeAll = (bytes: Uint8Array): ReadonlyArray<unknown> => plain.unsafeMake().decode(bytes)
+export const encode = (value: unknown): Uint8Array => {
+  if (value instanceof Uint8Array && value.length >= largeBinary) {
+    const bytes = new Uint8Array(5 + value.length)
+    bytes[0] = 0xc6
+    new DataView(bytes.buffer).setUint32(1, value.length)
+    bytes.set(value, 5)
+    return bytes
+  }
+  return packr.pack(value) as Uint8Array
+}
+
+/** Every msgpack value in `bytes` (a whole frame or message: an incomplete one throws). */
+export const decodeAll = (bytes: Uint8Array): ReadonlyArray<unknown> => unpackr.unpackMultiple(bytes)
 
 const topicCache = new Map<string, Uint8Array>()
 
@@ -69,6 +90,8 @@ const headerSize = (topic: Uint8Array) => 1 + topic.length + 9 + 1 + 5
 /** What a frame writer took from a queue. */
 export interface Taken {
   readonly frame: Uint8Array
+  /** the next part of the chunked message the frame ends with, a view of its body */
+  readonly part: Uint8Array | undefined
   /** messages completed (a chunked message counts in the frame carrying its last part) */
   readonly messages: number
   /** body bytes taken */
@@ -77,7 +100,8 @@ export interface Taken {
 
 /** A per-peer queue read by `FrameWriter.take`. */
 export interface Queue {
-  queue: Array<Outgoing>
+  /** slots before `head` are `undefined`: a sent message is not kept alive by its queue */
+  queue: Array<Outgoing | undefined>
   head: number
   /** body bytes of the head message already sent (a chunked message in progress) */
   partOffset: number
@@ -140,38 +164,27 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
       runCountAt = -1
       runTopic = undefined
     }
+    let part: Uint8Array | undefined
     const fits = (size: number) => pos === 0 || pos + size <= options.maxFrameBytes
     while (q.head < q.queue.length) {
-      const message = q.queue[q.head]
+      const message = q.queue[q.head]!
       if (message.chunked) {
-        closeRun()
+        // the part is not copied into the frame: it travels as the frame's `part`, one per frame
         const body = message.body
-        // the first part goes with its header, so a frame never ends on a header alone
-        let room =
-          q.partOffset === 0
-            ? fits(headerSize(message.topic) + 5 + Math.min(options.chunkSize, body.length))
-            : fits(5 + Math.min(options.chunkSize, body.length - q.partOffset))
-        if (room && q.partOffset === 0) {
-          writeHeader(
-            message.topic,
-            message.seq,
-            message.flags | flags.chunked,
-            Math.ceil(body.length / options.chunkSize)
-          )
+        const size = Math.min(options.chunkSize, body.length - q.partOffset)
+        if (!fits((q.partOffset === 0 ? headerSize(message.topic) : 0) + size)) break
+        closeRun()
+        if (q.partOffset === 0)
+          writeHeader(message.topic, message.seq, message.flags | flags.chunked, body.length)
+        part = body.subarray(q.partOffset, q.partOffset + size)
+        q.partOffset += size
+        bytes += size
+        if (q.partOffset === body.length) {
+          q.partOffset = 0
+          q.head++
+          messages++
         }
-        while (room && q.partOffset < body.length) {
-          const size = Math.min(options.chunkSize, body.length - q.partOffset)
-          writeBin(body.subarray(q.partOffset, q.partOffset + size))
-          q.partOffset += size
-          bytes += size
-          room =
-            q.partOffset < body.length && fits(5 + Math.min(options.chunkSize, body.length - q.partOffset))
-        }
-        if (q.partOffset < body.length) break
-        q.partOffset = 0
-        q.head++
-        messages++
-        continue
+        break
       }
       if (message.flags !== 0) {
         closeRun()
@@ -197,10 +210,10 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
       messages++
     }
     closeRun()
-    return { messages, bytes }
+    return { messages, bytes, part }
   }
 
-  /** Takes the next frame from the head of `q`. */
+  /** Takes the next frame from the head of `q` and releases the messages it completed. */
   const take = (q: Queue): Taken => {
     const head = q.head
     const partOffset = q.partOffset
@@ -215,6 +228,7 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
     const taken = walk(q)
     target = undefined
     view = undefined
+    q.queue.fill(undefined, head, q.head)
     return { frame, ...taken }
   }
 

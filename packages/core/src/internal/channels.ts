@@ -172,6 +172,7 @@ interface Inbound {
   readonly from: string
   readonly incarnation: number
   readonly frame: Uint8Array
+  readonly part: Uint8Array | undefined
   readonly done: (() => void) | undefined
 }
 
@@ -179,13 +180,15 @@ interface Partial {
   readonly topic: string
   readonly seq: number
   readonly flags: number
-  readonly count: number
-  readonly parts: Array<Uint8Array>
+  /** the body, filled part by part */
+  readonly body: Uint8Array
+  offset: number
 }
 
 interface Lane {
   readonly channel: Channels.Channel
-  readonly inbox: Array<Inbound>
+  /** frames waiting; slots before `head` are `undefined`, so a processed frame is not kept alive */
+  readonly inbox: Array<Inbound | undefined>
   head: number
   /** a frame of this lane is being processed: the next waits, so frames are processed in order */
   busy: boolean
@@ -194,8 +197,14 @@ interface Lane {
   readonly partial: Map<string, Partial>
 }
 
-/** The longest bulk frames wait for this node's control frames in flight, at a time. */
+/** The longest bulk frames wait for control (see `controlBusy`), at a time. */
 const controlHoldMs = 10
+
+/** How long bulk keeps holding after a control frame arrived or was acknowledged. */
+const controlGraceMs = 1
+
+/** A sub-millisecond clock: the grace is 1 ms. */
+const now: () => number = () => performance.now()
 
 /** How long an outbox waits after a failed `Deliver` (a broken connection) before sending again. */
 const retryDelay = Duration.millis(100)
@@ -359,12 +368,17 @@ export const make = (
 
     const writer = Wire.makeFrameWriter(settings)
 
-    const send = (outbox: Outbox, frame: Uint8Array, sending: Sending): Effect.Effect<void> =>
+    const send = (
+      outbox: Outbox,
+      frame: Uint8Array,
+      part: Uint8Array | undefined,
+      sending: Sending
+    ): Effect.Effect<void> =>
       node
         .clientFor(ChannelRpcs, { lane: outbox.lane })(outbox.peer)
         .pipe(
           Effect.flatMap((client) =>
-            client.Channels.Deliver({ from: selfId, incarnation, lane: outbox.lane, frame })
+            client.Channels.Deliver({ from: selfId, incarnation, lane: outbox.lane, frame, part })
           ),
           Effect.matchCause({
             onSuccess: () => {
@@ -396,13 +410,19 @@ export const make = (
     /** A frame is no longer in flight (acknowledged, failed or timed out). */
     const landed = (outbox: Outbox) => {
       outbox.inFlight--
-      wakeWaiters(outbox)
-      if (outbox.lane === "control" && --controlInFlight === 0) controlIdle()
+      if (outbox.lane === "control") {
+        controlQuietAt = now() + controlGraceMs
+        if (--controlInFlight === 0) controlIdle()
+      }
     }
 
-    // Control first, on this node too: while a control frame is unacknowledged, bulk frames are
-    // neither sent nor processed, for at most `controlHoldMs` at a time (bulk is never starved).
+    // Control first, on this node too: while a control frame is unacknowledged, and for
+    // `controlGraceMs` after a control frame arrived or was acknowledged (its answer is usually on
+    // its way), bulk frames are neither sent nor processed, for at most `controlHoldMs` at a time
+    // (bulk is never starved).
     let controlInFlight = 0
+    let controlQuietAt = 0
+    const controlBusy = () => controlInFlight > 0 || now() < controlQuietAt
     const controlWaiters = new Set<() => void>()
     const controlIdle = () => {
       const waiters = Array.from(controlWaiters)
@@ -410,17 +430,25 @@ export const make = (
       for (const waiter of waiters) waiter()
     }
     const whenControlIdle = (f: () => void) => {
-      if (controlInFlight === 0) return f()
+      if (!controlBusy()) return f()
+      const deadline = now() + controlHoldMs
       let done = false
-      const fire = () => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const check = () => {
         if (done) return
-        done = true
         clearTimeout(timer)
-        controlWaiters.delete(fire)
-        f()
+        controlWaiters.delete(check)
+        const at = now()
+        if (!controlBusy() || at >= deadline) {
+          done = true
+          return f()
+        }
+        // woken early when the last control frame lands (`controlIdle`), else when the grace ends
+        controlWaiters.add(check)
+        const until = controlInFlight > 0 ? deadline : Math.min(deadline, controlQuietAt)
+        timer = setTimeout(check, Math.max(0, until - at))
       }
-      const timer = setTimeout(fire, controlHoldMs)
-      controlWaiters.add(fire)
+      check()
     }
 
     // The connection failed (the transport reconnects within ~100 ms): the queue waits for it
@@ -434,27 +462,28 @@ export const make = (
     const sendFrame = (outbox: Outbox) => {
       if (outbox.inFlight === 0) outbox.waitingSince = clock.unsafeCurrentTimeMillis()
       if (outbox.lane === "control") controlInFlight++
-      const { frame, bytes } = writer.take(outbox)
+      const { frame, part, bytes } = writer.take(outbox)
       outbox.queuedBytes -= bytes
       compact(outbox)
       outbox.inFlight++
       outbox.stats.frames++
-      outbox.stats.bytesSent += frame.length
+      outbox.stats.bytesSent += frame.length + (part?.length ?? 0)
       const sending: Sending = { sentAt: clock.unsafeCurrentTimeMillis(), fiber: undefined }
       outbox.sending.add(sending)
-      sending.fiber = run(send(outbox, frame, sending))
+      sending.fiber = run(send(outbox, frame, part, sending))
     }
 
     const canSend = (outbox: Outbox) => outbox.inFlight < settings.window && outbox.head < outbox.queue.length
 
-    const flush = (outbox: Outbox) => {
+    /** `held`: the data lane just waited for control; one frame goes whatever control does now. */
+    const flush = (outbox: Outbox, held = false) => {
       outbox.scheduled = false
       if (outbox.lane === "data") {
         // bulk is paced: one frame per turn of the event loop, so the frames of the other lanes
         // (and everything else this node does) are never queued behind a burst of bulk frames
-        if (controlInFlight > 0 && canSend(outbox)) {
+        if (!held && controlBusy() && canSend(outbox)) {
           outbox.scheduled = true
-          whenControlIdle(() => nextTurn(() => flush(outbox)))
+          whenControlIdle(() => nextTurn(() => flush(outbox, true)))
           return
         }
         if (canSend(outbox)) sendFrame(outbox)
@@ -465,7 +494,8 @@ export const make = (
       } else {
         while (canSend(outbox)) sendFrame(outbox)
       }
-      wakeWaiters(outbox)
+      // publishers waiting for room are woken once there is room, not on every frame
+      if (outbox.queuedBytes <= settings.maxQueuedBytes) wakeWaiters(outbox)
     }
 
     /**
@@ -506,7 +536,8 @@ export const make = (
       // a message partly sent stays: its remaining parts are what the receiver waits for
       if (outbox.partOffset > 0) return
       while (outbox.queuedBytes > settings.maxQueuedBytes && outbox.head < outbox.queue.length) {
-        outbox.queuedBytes -= outbox.queue[outbox.head++].body.length
+        outbox.queuedBytes -= outbox.queue[outbox.head]!.body.length
+        outbox.queue[outbox.head++] = undefined
         outbox.stats.undelivered++
       }
       compact(outbox)
@@ -527,12 +558,21 @@ export const make = (
       interestEpoch++
     }
 
+    /** Until `outbox` has room, or 100 ms passed (to look again whether its peer is unreachable). */
     const awaitRoom = (outbox: Outbox): Effect.Effect<void> =>
       Effect.async<void>((resume) => {
-        const wake = () => resume(Effect.void)
+        const wake = () => {
+          clearTimeout(timer)
+          outbox.waiters.delete(wake)
+          resume(Effect.void)
+        }
+        const timer = setTimeout(wake, 100)
         outbox.waiters.add(wake)
-        return Effect.sync(() => outbox.waiters.delete(wake))
-      }).pipe(Effect.timeout(Duration.millis(100)), Effect.ignore)
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          outbox.waiters.delete(wake)
+        })
+      })
 
     /**
      * Waits while the queue to a peer is over its limit. A peer that is down, or has acknowledged
@@ -633,13 +673,15 @@ export const make = (
      * chunked one suspends the rest of the frame until it is decoded, so order is kept.
      */
     const processFrame = (lane: Lane, inbound: Inbound): Effect.Effect<void> | undefined => {
-      stats[lane.channel].bytesReceived += inbound.frame.length
+      stats[lane.channel].bytesReceived += inbound.frame.length + (inbound.part?.length ?? 0)
       let values: ReadonlyArray<unknown>
       try {
-        values = Wire.decodeAll(inbound.frame)
+        values = inbound.frame.length === 0 ? [] : Wire.decodeAll(inbound.frame)
       } catch (cause) {
         return undecodable(lane, inbound.from, "an undecodable frame", cause)
       }
+      // the part comes after the frame's messages, as if it were their last bin
+      if (inbound.part !== undefined) values = [...values, inbound.part]
       const key = `${inbound.from}\u0000${inbound.incarnation}`
       /** Decodes a message's body bytes and dispatches it; an Effect if it must wait (decompression). */
       const complete = (
@@ -685,15 +727,13 @@ export const make = (
           const value = values[index]
           const partial = lane.partial.get(key)
           if (partial) {
-            if (value instanceof Uint8Array) {
+            if (value instanceof Uint8Array && value.length <= partial.body.length - partial.offset) {
               index++
-              partial.parts.push(value)
-              if (partial.parts.length < partial.count) continue
+              partial.body.set(value, partial.offset)
+              partial.offset += value.length
+              if (partial.offset < partial.body.length) continue
               lane.partial.delete(key)
-              return then(
-                complete(partial.topic, partial.seq, partial.flags, Wire.join(partial.parts)),
-                index
-              )
+              return then(complete(partial.topic, partial.seq, partial.flags, partial.body), index)
             }
             // the frame carrying the rest of it was lost: that message is gone, this is a new one
             lane.partial.delete(key)
@@ -704,7 +744,16 @@ export const make = (
           if (!Array.isArray(value)) continue
           const [topic, seq, flagBits, count] = value as [string, number, number, number]
           if (flagBits & Wire.flags.chunked) {
-            lane.partial.set(key, { topic, seq, flags: flagBits, count, parts: [] })
+            let body: Uint8Array
+            try {
+              body = new Uint8Array(count)
+            } catch (cause) {
+              return then(
+                undecodable(lane, inbound.from, `message ${seq} of ${topic} (${count} bytes)`, cause),
+                index
+              )
+            }
+            lane.partial.set(key, { topic, seq, flags: flagBits, body, offset: 0 })
             continue
           }
           if (Wire.compressionOf(flagBits) !== undefined) {
@@ -757,7 +806,12 @@ export const make = (
             yield* awaitInbound(lane)
             continue
           }
-          const inbound = lane.inbox[lane.head++]
+          const inbound = lane.inbox[lane.head]!
+          lane.inbox[lane.head++] = undefined
+          if (lane.head > 1024 && lane.head * 2 > lane.inbox.length) {
+            lane.inbox.splice(0, lane.head)
+            lane.head = 0
+          }
           lane.busy = true
           const pending = processFrame(lane, inbound)
           if (pending)
@@ -769,7 +823,7 @@ export const make = (
           inbound.done?.()
           if (lane.channel === "data") {
             yield* yieldToEventLoop
-            if (controlInFlight > 0) {
+            if (controlBusy()) {
               yield* Effect.async<void>((resume) => whenControlIdle(() => resume(Effect.void)))
             }
           }
@@ -804,10 +858,11 @@ export const make = (
     yield* node.serve(
       ChannelRpcs,
       yield* ChannelRpcs.toHandlersContext({
-        "Channels.Deliver": ({ from, incarnation: fromIncarnation, lane, frame }) =>
-          Effect.suspend(() =>
-            receive(lanes[lane], { from, incarnation: fromIncarnation, frame, done: undefined })
-          ),
+        "Channels.Deliver": ({ from, incarnation: fromIncarnation, lane, frame, part }) =>
+          Effect.suspend(() => {
+            if (lane === "control") controlQuietAt = now() + controlGraceMs
+            return receive(lanes[lane], { from, incarnation: fromIncarnation, frame, part, done: undefined })
+          }),
         // Interest from a node this node does not count as a member yet (discovery polls the
         // directory) is not applied: a copy could not be sent to it. It is exchanged again when
         // that node comes up here (`NodeUp`, below).
