@@ -105,6 +105,8 @@ export interface Translation {
   readonly tablePrefix: string | undefined
   readonly failureDetection: Foundation.FailureDetection
   readonly runnerHealth: RunnerHealth
+  /** how runners call each other (`Foundation.NodeOptions.runnerTransport`) */
+  readonly runnerTransport: "foundation" | "engine"
   /** set on the `kubernetes` strategy (used by the runner health in `engine` mode) */
   readonly kubernetes: Kubernetes | undefined
   /**
@@ -730,6 +732,18 @@ const translate = (
           : [{ _tag: "Ping" }, { _tag: "Rule", rule: "failure detection engine" }],
       renderHealth
     )
+    const runnerTransport = choices.add<"foundation" | "engine">(
+      "runnerTransport",
+      failureDetection === "foundation"
+        ? [
+            "foundation",
+            {
+              _tag: "Rule",
+              rule: "failure detection foundation: RunnerRpc, the runner hop on the fast node RPC"
+            }
+          ]
+        : ["engine", { _tag: "Rule", rule: "failure detection engine: the engine's RunnerServer" }]
+    )
     return {
       strategy,
       nodeId,
@@ -741,6 +755,7 @@ const translate = (
       tablePrefix,
       failureDetection,
       runnerHealth,
+      runnerTransport,
       kubernetes
     }
   })
@@ -996,7 +1011,7 @@ const layersOf = (translation: Translation, wizard: boolean): ReadonlyArray<RawL
   return [
     {
       part: "node",
-      raw: `Foundation.layerNode({ id: ${JSON.stringify(translation.nodeId)}, failureDetection: "${translation.failureDetection}" }, parts)`
+      raw: `Foundation.layerNode({ id: ${JSON.stringify(translation.nodeId)}, failureDetection: "${translation.failureDetection}", runnerTransport: "${translation.runnerTransport}" }, parts)`
     },
     { part: "sharding", raw: shardingText(translation, wizard) },
     {

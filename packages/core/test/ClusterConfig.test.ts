@@ -51,7 +51,8 @@ describe("ClusterConfig.resolve: the four modes", () => {
         port: 0,
         runnerPort: 0,
         storage: { _tag: "sqlite", filename: ":memory:" },
-        runnerHealth: { _tag: "FailureDetector" }
+        runnerHealth: { _tag: "FailureDetector" },
+        runnerTransport: "foundation"
       })
       expect((yield* resolveWith({ cluster: false }))._tag).toBe("NoClustering")
     })
@@ -313,7 +314,12 @@ describe("ClusterConfig.resolve: environment overrides", () => {
         runnerPort: 7101,
         tablePrefix: "shop",
         failureDetection: "engine",
-        runnerHealth: { _tag: "Ping" }
+        runnerHealth: { _tag: "Ping" },
+        runnerTransport: "engine"
+      })
+      expect(choice(resolved, "runnerTransport")?.source).toEqual({
+        _tag: "Rule",
+        rule: "failure detection engine: the engine's RunnerServer"
       })
       expect(choice(resolved, "port")?.source).toEqual({ _tag: "Env", variable: "FOUNDATION_PORT" })
       expect(choice(resolved, "expectedNodes")?.source).toEqual({

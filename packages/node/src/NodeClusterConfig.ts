@@ -62,6 +62,7 @@ export const nodeOptions = (translation: ClusterConfig.Translation): FoundationN
   tablePrefix: translation.tablePrefix,
   sharding: translation.sharding,
   failureDetection: translation.failureDetection,
+  runnerTransport: translation.runnerTransport,
   engineRunnerHealth:
     translation.runnerHealth._tag === "K8s"
       ? layerK8sRunnerHealth(translation.runnerHealth).pipe(
