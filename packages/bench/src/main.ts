@@ -14,7 +14,8 @@
  *   `node --cpu-prof`).
  * - `registry`: Registry throughput, local lookup latency, visibility lag and facade overhead (3 node
  *   processes on Postgres); env `BENCH_REGISTRY_NAMES` (10000), `BENCH_REGISTRY_CONCURRENCY` (1000 in
- *   flight per node), `BENCH_REGISTRY_LOOKUPS` (200000), `BENCH_REGISTRY_LAG_TRIALS` (200), `BENCH_REGISTRY_PROFILE` (a directory: CPU-profile the workers).
+ *   flight per node), `BENCH_REGISTRY_LOOKUPS` (200000), `BENCH_REGISTRY_LAG_TRIALS` (200),
+ *   `BENCH_REGISTRY_WARMUP_ROUNDS` (3), `BENCH_REGISTRY_ROUNDS` (3, median reported), `BENCH_REGISTRY_PROFILE` (a directory: CPU-profile the workers).
  * - `mabeam`: sealed-bid, English and consensus runs among agents spread over 3 node processes on
  *   Postgres; env `BENCH_MABEAM_AGENTS` (1000), `BENCH_MABEAM_RUNS` (30), `BENCH_MABEAM_ENGLISH_RUNS` (10).
  * - `singleton`: Supervisor start latency and SIGKILL failover of a singleton (3 node processes on
@@ -83,6 +84,8 @@ const scenarios = {
       concurrency: Config.integer("BENCH_REGISTRY_CONCURRENCY").pipe(Config.withDefault(1000)),
       lookupSamples: Config.integer("BENCH_REGISTRY_LOOKUPS").pipe(Config.withDefault(200_000)),
       lagTrials: Config.integer("BENCH_REGISTRY_LAG_TRIALS").pipe(Config.withDefault(200)),
+      warmupRounds: Config.integer("BENCH_REGISTRY_WARMUP_ROUNDS").pipe(Config.withDefault(3)),
+      rounds: Config.integer("BENCH_REGISTRY_ROUNDS").pipe(Config.withDefault(3)),
       profileDir: Config.option(Config.string("BENCH_REGISTRY_PROFILE"))
     })
     return yield* runRegistry({ ...options, profileDir: Option.getOrUndefined(options.profileDir) })
