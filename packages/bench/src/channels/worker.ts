@@ -9,8 +9,6 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Channels from "@foundation/core/Channels"
 import * as Node from "@foundation/core/Node"
 import * as SharedConfig from "@foundation/core/SharedConfig"
-import * as FoundationNode from "@foundation/node/FoundationNode"
-import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -44,13 +42,6 @@ const Pong = Channels.topic(
 
 /** The key the sharedconfig benchmark sets. */
 export const BenchKey = SharedConfig.key("bench.value", Schema.Number, { default: 0 })
-
-const options = Config.all({
-  id: Config.string("BENCH_NODE_ID"),
-  port: Config.port("BENCH_PORT"),
-  runnerPort: Config.port("BENCH_RUNNER_PORT"),
-  url: Config.string("BENCH_DATABASE_URL")
-})
 
 interface Counter {
   received: number
@@ -139,19 +130,11 @@ const makeVitals = () => {
 }
 
 const program = Effect.gen(function* () {
-  const config = yield* options
+  const config = yield* Commands.clusterNodeConfig
   const scope = yield* Effect.scope
   const app = Layer.merge(Channels.layer(), SharedConfig.layer())
   const context = yield* Layer.buildWithScope(
-    Layer.provideMerge(
-      app,
-      FoundationNode.layer({
-        id: config.id,
-        port: config.port,
-        runnerPort: config.runnerPort,
-        storage: { _tag: "postgres", url: config.url }
-      })
-    ),
+    Layer.provideMerge(app, Commands.clusterNodeLayer(config)),
     scope
   )
   // membership changes go to stderr: a peer suspected or declared down during a run explains lost messages

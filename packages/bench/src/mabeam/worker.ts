@@ -11,9 +11,7 @@ import * as AgentRegistry from "@foundation/mabeam/AgentRegistry"
 import * as Auction from "@foundation/mabeam/Auction"
 import * as Consensus from "@foundation/mabeam/Consensus"
 import * as Mabeam from "@foundation/mabeam/Mabeam"
-import * as FoundationNode from "@foundation/node/FoundationNode"
 import * as Cause from "effect/Cause"
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -21,13 +19,6 @@ import * as LogLevel from "effect/LogLevel"
 import { performance } from "node:perf_hooks"
 import { BenchAgent, type Command, english, Request, valuationOf } from "./protocol.js"
 import * as Commands from "../shared/commands.js"
-
-const options = Config.all({
-  id: Config.string("BENCH_NODE_ID"),
-  port: Config.port("BENCH_PORT"),
-  runnerPort: Config.port("BENCH_RUNNER_PORT"),
-  url: Config.string("BENCH_DATABASE_URL")
-})
 
 const log = (line: string) => Effect.sync(() => console.error(line))
 
@@ -54,18 +45,10 @@ const timed = <A, E, R>(
   })
 
 const program = Effect.gen(function* () {
-  const config = yield* options
+  const config = yield* Commands.clusterNodeConfig
   const scope = yield* Effect.scope
   const context = yield* Layer.buildWithScope(
-    Layer.provideMerge(
-      Mabeam.layer({ modules: [BenchAgent] }),
-      FoundationNode.layer({
-        id: config.id,
-        port: config.port,
-        runnerPort: config.runnerPort,
-        storage: { _tag: "postgres", url: config.url }
-      })
-    ),
+    Layer.provideMerge(Mabeam.layer({ modules: [BenchAgent] }), Commands.clusterNodeLayer(config)),
     scope
   )
   const node = yield* Effect.provide(Node.Node, context)

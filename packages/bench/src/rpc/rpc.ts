@@ -15,7 +15,6 @@
  * `profileDir`, each path then gets one more run under the V8 sampling profiler on the caller and on
  * one callee, and `profile.ts` summarises where their CPU went.
  */
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -86,38 +85,23 @@ const startWorkers = (options: RpcOptions, mode: Mode, count: number) =>
       }
     }))
     const start = (spec: (typeof specs)[number]) =>
-      Effect.acquireRelease(
-        Effect.sync(
-          (): BenchWorker => ({
-            id: spec.id,
-            ports: spec.ports,
-            ...Processes.spawnWorker({
-              name: spec.id,
-              script: workerPath,
-              stdin: true,
-              env: {
-                BENCH_RPC_MODE: mode,
-                BENCH_NODE_ID: spec.id,
-                BENCH_PORT: String(spec.ports.port),
-                BENCH_RUNNER_PORT: String(spec.ports.runnerPort),
-                BENCH_RAW_PORT: String(spec.ports.rawPort),
-                BENCH_RAW_COALESCED_PORT: String(spec.ports.rawCoalescedPort),
-                BENCH_RPC_PORT: String(spec.ports.rpcPort),
-                BENCH_DATABASE_URL: databaseUrl
-              }
-            })
-          })
-        ),
-        (worker) => Effect.promise(() => Processes.killWorker(worker))
-      ).pipe(
-        Effect.tap((worker) =>
-          Effect.promise(() => worker.ready).pipe(
-            Effect.timeoutFail({
-              duration: Duration.seconds(90),
-              onTimeout: () => new Error(`${spec.id} did not start within 90 s`)
-            })
-          )
-        )
+      Effect.map(
+        Processes.scopedWorker({
+          name: spec.id,
+          script: workerPath,
+          stdin: true,
+          env: {
+            BENCH_RPC_MODE: mode,
+            BENCH_NODE_ID: spec.id,
+            BENCH_PORT: String(spec.ports.port),
+            BENCH_RUNNER_PORT: String(spec.ports.runnerPort),
+            BENCH_RAW_PORT: String(spec.ports.rawPort),
+            BENCH_RAW_COALESCED_PORT: String(spec.ports.rawCoalescedPort),
+            BENCH_RPC_PORT: String(spec.ports.rpcPort),
+            BENCH_DATABASE_URL: databaseUrl
+          }
+        }),
+        (worker): BenchWorker => ({ ...worker, id: spec.id, ports: spec.ports })
       )
     const first = yield* start(specs[0]!)
     const rest = yield* Effect.forEach(specs.slice(1), start, { concurrency: "unbounded" })

@@ -4,8 +4,9 @@
  * `BENCH_REPLY { id, ok, result | error }`. Also the 3-node cluster the channels and mabeam
  * benchmarks start.
  */
+import * as FoundationNode from "@foundation/node/FoundationNode"
 import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -96,35 +97,38 @@ export const startNodeCluster = (databaseUrl: string, script: string) =>
     const database = yield* Processes.temporaryDatabase(databaseUrl)
     const ports = yield* Processes.freePorts(6)
     const start = (index: number) =>
-      Effect.acquireRelease(
-        Effect.sync(
-          (): CommandWorker => ({
-            id: `node-${index + 1}`,
-            ...Processes.spawnWorker({
-              name: `node-${index + 1}`,
-              script,
-              stdin: true,
-              env: {
-                BENCH_NODE_ID: `node-${index + 1}`,
-                BENCH_PORT: String(ports[index * 2]),
-                BENCH_RUNNER_PORT: String(ports[index * 2 + 1]),
-                BENCH_DATABASE_URL: database.url
-              }
-            })
-          })
-        ),
-        (worker) => Effect.promise(() => Processes.killWorker(worker))
-      ).pipe(
-        Effect.tap((worker) =>
-          Effect.promise(() => worker.ready).pipe(
-            Effect.timeoutFail({
-              duration: Duration.seconds(90),
-              onTimeout: () => new Error(`${worker.id} did not start within 90 s`)
-            })
-          )
-        )
+      Effect.map(
+        Processes.scopedWorker({
+          name: `node-${index + 1}`,
+          script,
+          stdin: true,
+          env: {
+            BENCH_NODE_ID: `node-${index + 1}`,
+            BENCH_PORT: String(ports[index * 2]),
+            BENCH_RUNNER_PORT: String(ports[index * 2 + 1]),
+            BENCH_DATABASE_URL: database.url
+          }
+        }),
+        (worker): CommandWorker => ({ ...worker, id: `node-${index + 1}` })
       )
     const first = yield* start(0)
     const rest = yield* Effect.forEach([1, 2], start, { concurrency: "unbounded" })
     return [first, ...rest] as const
+  })
+
+/** What a `startNodeCluster` worker is started with. */
+export const clusterNodeConfig = Config.all({
+  id: Config.string("BENCH_NODE_ID"),
+  port: Config.port("BENCH_PORT"),
+  runnerPort: Config.port("BENCH_RUNNER_PORT"),
+  url: Config.string("BENCH_DATABASE_URL")
+})
+
+/** The node of a `startNodeCluster` worker: `FoundationNode.layer` on Postgres, as configured. */
+export const clusterNodeLayer = (config: Config.Config.Success<typeof clusterNodeConfig>) =>
+  FoundationNode.layer({
+    id: config.id,
+    port: config.port,
+    runnerPort: config.runnerPort,
+    storage: { _tag: "postgres", url: config.url }
   })

@@ -4,6 +4,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -128,3 +129,22 @@ export const killWorker = (worker: { readonly child: ChildProcess }, signal: Nod
     worker.child.once("exit", () => resolve())
     worker.child.kill(signal)
   })
+
+/**
+ * `spawnWorker` for the scope: the worker is killed when the scope closes, and the effect fails if
+ * it does not print its ready marker within `readySeconds`.
+ */
+export const scopedWorker = (options: WorkerOptions, readySeconds = 90) =>
+  Effect.acquireRelease(
+    Effect.sync(() => spawnWorker(options)),
+    (worker) => Effect.promise(() => killWorker(worker))
+  ).pipe(
+    Effect.tap((worker) =>
+      Effect.promise(() => worker.ready).pipe(
+        Effect.timeoutFail({
+          duration: Duration.seconds(readySeconds),
+          onTimeout: () => new Error(`${options.name} did not start within ${readySeconds} s`)
+        })
+      )
+    )
+  )
