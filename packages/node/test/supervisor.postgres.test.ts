@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Lives } from "@foundation/testing"
 import * as ProcessManager from "@foundation/core/ProcessManager"
 import * as Registry from "@foundation/core/Registry"
 import * as RegistryStorage from "@foundation/core/RegistryStorage"
@@ -26,17 +27,9 @@ const spawnWorker = (id: string, ports: readonly [number, number], env: Record<s
 
 type Worker = Effect.Effect.Success<ReturnType<typeof spawnWorker>>
 
-interface Life {
-  readonly worker: string
-  readonly node: string
-  readonly epoch: number
-  readonly start: number
-  end: number | undefined
-}
-
 /** Every life of `name` printed by the workers; a killed worker's lives end at `killed[worker]`. */
 const lives = (workers: ReadonlyArray<Worker>, name: string, killed: ReadonlyMap<string, number>) => {
-  const all: Array<Life> = []
+  const all: Array<Lives.Life> = []
   for (const worker of workers) {
     for (const text of worker.stdout().split("\n")) {
       const [tag, phase, lifeName, node, epoch, at] = text.split(" ")
@@ -54,13 +47,6 @@ const lives = (workers: ReadonlyArray<Worker>, name: string, killed: ReadonlyMap
   for (const life of all)
     if (life.end === undefined && killed.has(life.worker)) life.end = killed.get(life.worker)
   return all
-}
-
-const overlapping = (all: ReadonlyArray<Life>) => {
-  const sorted = [...all].sort((a, b) => a.start - b.start)
-  return sorted.filter((life, i) =>
-    sorted.slice(0, i).some((earlier) => earlier.end === undefined || earlier.end > life.start)
-  )
 }
 
 describe.skipIf(!url)("Supervisor across node processes on PostgreSQL", () => {
@@ -161,7 +147,7 @@ describe.skipIf(!url)("Supervisor across node processes on PostgreSQL", () => {
         yield* Effect.sleep("500 millis")
         const all = lives(workers, "pg-single", killed)
         expect(all.filter((life) => life.end === undefined).map((life) => life.node)).toEqual([third.node])
-        expect(overlapping(all)).toEqual([])
+        expect(Lives.overlaps(all)).toEqual([])
       }).pipe(Logger.withMinimumLogLevel(LogLevel.Error)),
     120_000
   )

@@ -17,6 +17,7 @@
 import * as Effect from "effect/Effect"
 import * as Processes from "../shared/processes.js"
 import { median, percentile } from "../shared/stats.js"
+import { Lives } from "@foundation/testing"
 import {
   type BenchWorker,
   type Member,
@@ -34,14 +35,6 @@ export interface Options {
 }
 
 const probe = "failover-probe"
-
-interface Life {
-  readonly worker: string
-  readonly node: string
-  readonly epoch: number
-  readonly start: number
-  end: number | undefined
-}
 
 export const runSingleton = (options: Options) =>
   Effect.gen(function* () {
@@ -80,7 +73,7 @@ export const runSingleton = (options: Options) =>
     )
 
     /** lives of the probe, by worker process incarnation */
-    const lives: Array<Life> = []
+    const lives: Array<Lives.Life> = []
     const lifeOf = (workerId: string, event: Extract<WorkerEvent, { type: "life" }>) => {
       if (event.phase === "start") {
         lives.push({
@@ -168,14 +161,7 @@ export const runSingleton = (options: Options) =>
     yield* Effect.sleep("500 millis")
     collect()
 
-    const sorted = [...lives].sort((a, b) => a.start - b.start)
-    let duplicates = 0
-    for (let i = 1; i < sorted.length; i++) {
-      const overlapping = sorted
-        .slice(0, i)
-        .filter((life) => life.end === undefined || life.end > sorted[i].start)
-      duplicates += overlapping.length
-    }
+    const duplicates = Lives.overlaps(lives).length
     const running = lives.filter((life) => life.end === undefined).length
 
     return {
