@@ -46,6 +46,20 @@ const publish = (
     Effect.forEach(messages, (message) => Channels.broadcast(channel, message), { discard: true })
   )
 
+/** Publishes 1..`count` on `events` from node-1 and waits until node-2 received them all. */
+const publishCounted = (cluster: Cluster, count: number) =>
+  Effect.zipRight(
+    publish(
+      cluster,
+      "node-1",
+      "events",
+      Array.from({ length: count }, (_, i) => i + 1)
+    ),
+    cluster.eventually(
+      Effect.map(statsOn(cluster, "node-2"), (stats) => expect(stats.events.received).toBe(count))
+    )
+  )
+
 const join = <A>(fiber: Fiber.Fiber<A>) => Effect.timeout(Fiber.join(fiber), "10 seconds")
 
 const statsOn = (cluster: Cluster, node: string) => cluster.on(node, Channels.stats)
@@ -334,15 +348,7 @@ describe("Channels", () => {
       Effect.gen(function* () {
         const cluster = yield* cluster3
         const stream = yield* subscribeOn(cluster, "node-2", "events", { bufferSize: 5 })
-        yield* publish(
-          cluster,
-          "node-1",
-          "events",
-          Array.from({ length: 20 }, (_, i) => i + 1)
-        )
-        yield* cluster.eventually(
-          Effect.map(statsOn(cluster, "node-2"), (stats) => expect(stats.events.received).toBe(20))
-        )
+        yield* publishCounted(cluster, 20)
         const received = yield* join(yield* collect(stream, 5))
         expect(received.map((envelope) => envelope.message)).toEqual([16, 17, 18, 19, 20])
         expect(received.map((envelope) => envelope.missed)).toEqual([0, 0, 0, 0, 0])
@@ -361,15 +367,7 @@ describe("Channels", () => {
         bufferSize: 5,
         overflow: "dropNewest"
       })
-      yield* publish(
-        cluster,
-        "node-1",
-        "events",
-        Array.from({ length: 20 }, (_, i) => i + 1)
-      )
-      yield* cluster.eventually(
-        Effect.map(statsOn(cluster, "node-2"), (stats) => expect(stats.events.received).toBe(20))
-      )
+      yield* publishCounted(cluster, 20)
       const fiber = yield* collect(stream, 6)
       yield* Effect.sleep("50 millis")
       yield* publish(cluster, "node-1", "events", [21])
@@ -390,15 +388,7 @@ describe("Channels", () => {
       yield* cluster.awaitConverged()
       const stream = yield* subscribeOn(cluster, "node-2", "events")
       const fiber = yield* collect(stream, 20)
-      yield* publish(
-        cluster,
-        "node-1",
-        "events",
-        Array.from({ length: 10 }, (_, i) => i + 1)
-      )
-      yield* cluster.eventually(
-        Effect.map(statsOn(cluster, "node-2"), (stats) => expect(stats.events.received).toBe(10))
-      )
+      yield* publishCounted(cluster, 10)
       yield* cluster.partition(["node-1"], ["node-2"])
       yield* publish(
         cluster,
