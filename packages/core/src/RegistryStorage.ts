@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import { NodeAddress, type NodeId } from "./Node.js"
 import { Entry, RegistryStorageError } from "./Registry.js"
+import { whileStorageAnswers } from "./internal/nodeFate.js"
 
 /**
  * The storage service. Every operation takes a batch:
@@ -64,11 +65,10 @@ export const layerMemory = (store: MemoryStore): Layer.Layer<RegistryStorage, ne
   Layer.effect(
     RegistryStorage,
     Effect.map(RunnerStorage, (runners) => {
-      const live = <A>(operation: string, f: () => A): Effect.Effect<A, RegistryStorageError> =>
-        runners.getRunners.pipe(
-          Effect.mapError((cause) => new RegistryStorageError({ operation, cause })),
-          Effect.zipRight(Effect.sync(f))
-        )
+      const live = whileStorageAnswers(
+        runners,
+        (operation, cause) => new RegistryStorageError({ operation, cause })
+      )
       return RegistryStorage.of({
         claim: (entries) =>
           live("claim", () =>

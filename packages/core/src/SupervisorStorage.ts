@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import { whileStorageAnswers } from "./internal/nodeFate.js"
 
 /** How a child is restarted: always, only after a failure, or never. */
 export const RestartPolicy = Schema.Literal("permanent", "transient", "temporary")
@@ -124,11 +125,10 @@ export const layerMemory = (store: MemoryStore): Layer.Layer<SupervisorStorage, 
   Layer.effect(
     SupervisorStorage,
     Effect.map(RunnerStorage, (runners) => {
-      const live = <A>(operation: string, f: () => A): Effect.Effect<A, SupervisorStorageError> =>
-        runners.getRunners.pipe(
-          Effect.mapError((cause) => new SupervisorStorageError({ operation, cause })),
-          Effect.zipRight(Effect.sync(f))
-        )
+      const live = whileStorageAnswers(
+        runners,
+        (operation, cause) => new SupervisorStorageError({ operation, cause })
+      )
       return SupervisorStorage.of({
         create: (row) =>
           live("create", () => {
