@@ -458,8 +458,8 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
             )
           : streamBody(entry, clientId, message.id, value as Stream.Stream<unknown, unknown>)
       const uninterruptible = wrapped && (result as { uninterruptible?: boolean }).uninterruptible === true
-      const fibers = clients.get(clientId) ?? new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
-      clients.set(clientId, fibers)
+      let fibers = clients.get(clientId)
+      if (!fibers) clients.set(clientId, (fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()))
       // the answer is written by the fiber's observer, which runs whatever ended it (interruption too)
       const fiber = Runtime.runFork(entry.runtime, uninterruptible ? Effect.uninterruptible(body) : body)
       fibers.set(message.id, fiber)

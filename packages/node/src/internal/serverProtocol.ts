@@ -125,6 +125,8 @@ export const make = Effect.gen(function* () {
       clients.set(id, write)
       if (Option.isSome(writeNow)) clientsNow.set(id, writeNow.value)
 
+      const receive = (message: FromClientEncoded) => receiver!(id, message)
+
       const reject = (reason: string) => {
         const error = new MalformedFrame({ reason })
         // the connection closes next: the defect must leave before the socket is ended
@@ -146,10 +148,7 @@ export const make = Effect.gen(function* () {
             const reason = invalidReason(message)
             if (reason !== undefined) return reject(reason)
           }
-          const rest = offerEach(
-            decoded as ReadonlyArray<FromClientEncoded>,
-            receiver && ((message) => receiver!(id, message))
-          )
+          const rest = offerEach(decoded as ReadonlyArray<FromClientEncoded>, receiver && receive)
           if (rest === undefined) return
           return rest.length === 1
             ? writeRequest(id, rest[0]!)
