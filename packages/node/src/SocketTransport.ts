@@ -31,6 +31,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as ClientProtocol from "./internal/clientProtocol.js"
+import * as MsgpackFrames from "./internal/msgpackFrames.js"
 import * as ServerProtocol from "./internal/serverProtocol.js"
 import * as TcpServer from "./internal/tcpServer.js"
 
@@ -50,14 +51,12 @@ export class ListenError extends Schema.TaggedError<ListenError>()("ListenError"
 
 /**
  * The serialization of both endpoints: msgpack (framed, so safe on raw TCP) without msgpackr's
- * record extension (`RpcSerialization.makeMsgPack({ useRecords: false })`). The engine's
- * `RpcSerialization.msgPack` defines a record in every frame, since no structures are shared between
- * frames, which costs twice the packing and unpacking time for our small messages.
+ * record extension (`RpcSerialization.makeMsgPack({ useRecords: false, mapsAsObjects: true })`). The
+ * engine's `RpcSerialization.msgPack` defines a record in every frame, since no structures are shared
+ * between frames, which costs twice the packing and unpacking time for our small messages. The
+ * endpoints' protocols pack frames in place and copy them into their write buffer at once.
  */
-export const serialization: RpcSerialization.RpcSerialization["Type"] = RpcSerialization.makeMsgPack({
-  useRecords: false,
-  mapsAsObjects: true
-})
+export const serialization: RpcSerialization.RpcSerialization["Type"] = MsgpackFrames.serialization
 
 /** `serialization` as a layer. */
 export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.succeed(

@@ -30,12 +30,20 @@ export const Bank = RpcGroup.make(
   Rpc.make("Statement", { payload: { lines: Schema.Int }, success: Schema.String, stream: true }),
   /** a stream answered with an `Effect` of a `Mailbox`, as the engine's runner handlers do */
   Rpc.make("Tail", { payload: { lines: Schema.Int }, success: Schema.Int, stream: true }),
-  Rpc.make("Hang", { success: Schema.Void })
+  Rpc.make("Hang", { success: Schema.Void }),
+  /** bulk bytes in a request (the socket transport writes them without a copy) */
+  Rpc.make("Deposit", {
+    payload: { note: Schema.String, bytes: Schema.Uint8ArrayFromSelf, memo: Schema.String },
+    success: Schema.Struct({ note: Schema.String, length: Schema.Int, sum: Schema.Int, memo: Schema.String })
+  })
 )
 
 /** The same tag with another payload: what a peer running a different version would send. */
 const OldBank = RpcGroup.make(Rpc.make("Withdraw", { payload: { amount: Schema.String } }))
 const Unserved = RpcGroup.make(Rpc.make("Audit", { success: Schema.Void }))
+
+const checksum = (bytes: Uint8Array) =>
+  bytes.reduce((sum, byte, index) => (sum + byte * (index + 1)) % 1_000_003, 0)
 
 /** Completed with the node id of the first `Hang` handler that was interrupted. */
 export const interrupted = Effect.runSync(Deferred.make<string>())
@@ -62,7 +70,10 @@ export const BankLive = Node.layerServe(Bank).pipe(
               yield* mailbox.end
               return mailbox
             }),
-          Hang: () => Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, node.self.id)))
+          Hang: () =>
+            Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, node.self.id))),
+          Deposit: ({ note, bytes, memo }) =>
+            Effect.succeed({ note, length: bytes.length, sum: checksum(bytes), memo })
         })
       )
     )
@@ -123,6 +134,36 @@ export const nodeRpcContract = (start: Effect.Effect<Pair, unknown, Scope.Scope>
         if (amount > 100) expect(result).toMatchObject({ _tag: "Left", left: { missing: amount - 100 } })
         else expect(result).toMatchObject({ _tag: "Right", right: { left: 100 - amount } })
       })
+    })
+  )
+
+  it.scopedLive("requests carrying bulk bytes arrive intact, interleaved with small calls", () =>
+    Effect.gen(function* () {
+      const pair = yield* start
+      const bank = yield* pair.clientFor(Bank, "node-1")
+      const sizes = [0, 100, 16 * 1024 - 1, 16 * 1024, 64 * 1024 + 3, 1024 * 1024]
+      const deposits = sizes.map((size, i) => ({
+        note: `deposit ${i}`,
+        bytes: Uint8Array.from({ length: size }, (_, j) => (j * 31 + i) % 251),
+        memo: "é".repeat(i)
+      }))
+      const answers = yield* Effect.all(
+        deposits.flatMap((deposit) => [
+          Effect.map(bank.Deposit(deposit), (answer) => ({ answer, deposit })),
+          Effect.map(bank.Withdraw({ amount: 1, at: new Date(0) }), () => undefined)
+        ]),
+        { concurrency: "unbounded" }
+      )
+      for (const entry of answers) {
+        if (entry === undefined) continue
+        const { answer, deposit } = entry
+        expect(answer).toEqual({
+          note: deposit.note,
+          length: deposit.bytes.length,
+          sum: checksum(deposit.bytes),
+          memo: deposit.memo
+        })
+      }
     })
   )
 

@@ -10,6 +10,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import { makeCoalescingWriter } from "./coalescingWriter.js"
+import { transientPacker } from "./msgpackFrames.js"
 import { type DirectClient, DirectTypeId, offerEach } from "@foundation/core/internal/directProtocol"
 
 const pingInterval = Duration.seconds(10)
@@ -46,6 +47,7 @@ export const make = (
       const runFork = Runtime.runFork(runtime)
       const serialization = options.serialization
       let parser = serialization.unsafeMake()
+      const transient = transientPacker(serialization)
       let socket: Net.Socket | undefined
       let currentError: RpcClientError | undefined
       let awaitingPong = false
@@ -64,7 +66,7 @@ export const make = (
 
       const unsafeSend = (request: FromClientEncoded): RpcClientError | undefined => {
         if (currentError) return currentError
-        const encoded = parser.encode(request)
+        const encoded = transient ? transient(request) : parser.encode(request)
         if (encoded !== undefined) writer.write(encoded)
         return undefined
       }

@@ -1,15 +1,31 @@
 import type * as Net from "node:net"
 
+/** The smallest buffer a writer takes for its pending bytes. */
+const minBufferBytes = 64 * 1024
+
+/** Free buffers a writer keeps, and the largest it keeps. */
+const maxFreeBuffers = 2
+const maxKeptBytes = 4 * 1024 * 1024
+
+const capacityFor = (bytes: number) => 2 ** Math.ceil(Math.log2(Math.max(bytes, minBufferBytes)))
+
 /**
  * Frames written in one turn of the event loop leave as one `socket.write`: the flush runs on
  * `setImmediate`, after every read callback of the turn (and every fiber they woke) has written,
  * where `process.nextTick` would flush after each read callback. A write system call costs 10–15 µs
  * here, so under load the larger batches matter more than the few µs the flush waits. Frames
  * written while no socket is attached wait for `attach`.
+ *
+ * A frame is copied into the writer's buffer when it is written, so the caller may reuse its bytes
+ * at once (`msgpackFrames.packTransient`), and the buffer is reused once the socket has written it.
+ * Under a flood of bulk messages, a new buffer per flush (and msgpackr's new buffer every few large
+ * values) forced full, stop-the-world GCs for external memory on the sender, delaying its urgent
+ * frames.
  */
 export interface CoalescingWriter {
   readonly attach: (socket: Net.Socket) => void
   readonly detach: (socket: Net.Socket) => void
+  /** copies a frame for the next flush */
   readonly write: (frame: Uint8Array | string) => void
   /** writes the pending frames now (before the socket is ended, say) */
   readonly flush: () => void
@@ -19,15 +35,37 @@ export interface CoalescingWriter {
 
 export const makeCoalescingWriter = (): CoalescingWriter => {
   let target: Net.Socket | undefined
-  let pending: Array<Uint8Array> = []
+  let pending: Buffer | undefined
+  let pendingBytes = 0
   let scheduled = false
+  const free: Array<Buffer> = []
+
+  const takeBuffer = (bytes: number): Buffer => {
+    const index = free.findIndex((buffer) => buffer.length >= bytes)
+    return index >= 0 ? free.splice(index, 1)[0]! : Buffer.allocUnsafeSlow(capacityFor(bytes))
+  }
+
+  const giveBack = (buffer: Buffer) => {
+    if (free.length < maxFreeBuffers && buffer.length <= maxKeptBytes) free.push(buffer)
+  }
+
+  const room = (bytes: number): Buffer => {
+    if (pending === undefined) return (pending = takeBuffer(bytes))
+    if (pending.length >= pendingBytes + bytes) return pending
+    const larger = takeBuffer(pendingBytes + bytes)
+    pending.copy(larger, 0, 0, pendingBytes)
+    giveBack(pending)
+    return (pending = larger)
+  }
 
   const flush = () => {
     scheduled = false
-    if (!target || pending.length === 0) return
-    const frames = pending
-    pending = []
-    target.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames))
+    if (!target || pending === undefined || pendingBytes === 0) return
+    const buffer = pending
+    const bytes = pendingBytes
+    pending = undefined
+    pendingBytes = 0
+    target.write(buffer.subarray(0, bytes), () => giveBack(buffer))
   }
 
   const schedule = () => {
@@ -39,18 +77,20 @@ export const makeCoalescingWriter = (): CoalescingWriter => {
   return {
     attach: (socket) => {
       target = socket
-      if (pending.length > 0) schedule()
+      if (pendingBytes > 0) schedule()
     },
     detach: (socket) => {
       if (target === socket) target = undefined
     },
     write: (frame) => {
-      pending.push(typeof frame === "string" ? Buffer.from(frame) : frame)
+      const bytes = typeof frame === "string" ? Buffer.from(frame) : frame
+      room(bytes.length).set(bytes, pendingBytes)
+      pendingBytes += bytes.length
       schedule()
     },
     flush,
     clear: () => {
-      pending = []
+      pendingBytes = 0
     }
   }
 }

@@ -11,6 +11,7 @@ import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { makeCoalescingWriter } from "./coalescingWriter.js"
+import { transientPacker } from "./msgpackFrames.js"
 import { type DirectServer, DirectTypeId, offerEach } from "@foundation/core/internal/directProtocol"
 
 const encodeMalformed = Schema.encodeSync(MalformedFrame)
@@ -99,26 +100,30 @@ export const make = Effect.gen(function* () {
           return disconnects.offer(id)
         })
       )
-      const encode = (response: FromServerEncoded) => {
-        try {
-          return parser.encode(response)
-        } catch (cause) {
-          return parser.encode(ResponseDefectEncoded(cause))
+      const encodeWith =
+        (pack: (response: FromServerEncoded) => Uint8Array | string | undefined) =>
+        (response: FromServerEncoded) => {
+          try {
+            return pack(response)
+          } catch (cause) {
+            return pack(ResponseDefectEncoded(cause))
+          }
         }
-      }
+      // the writer copies at once, so frames may be packed in place; a platform socket's writer may not
+      const encodeForWriter = encodeWith(transientPacker(serialization) ?? parser.encode)
       const coalescing = Option.map(netSocket, (conn) => {
         const writer = makeCoalescingWriter()
         writer.attach(conn)
         return writer
       })
       const writeNow = Option.map(coalescing, (writer) => (response: FromServerEncoded) => {
-        const encoded = encode(response)
+        const encoded = encodeForWriter(response)
         if (encoded !== undefined) writer.write(encoded)
       })
       const write = Option.isSome(writeNow)
         ? (response: FromServerEncoded) => Effect.sync(() => writeNow.value(response))
         : yield* Effect.map(socket.writer, (writeRaw) => (response: FromServerEncoded) => {
-            const encoded = encode(response)
+            const encoded = encodeWith(parser.encode)(response)
             return encoded === undefined ? Effect.void : Effect.orDie(writeRaw(encoded))
           })
       clientIds.add(id)
