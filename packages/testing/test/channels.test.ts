@@ -378,6 +378,59 @@ describe("Channels", () => {
     })
   )
 
+  it.scopedLive(
+    "bulk messages sent from reused buffers arrive intact on every node, also when one node is cut off midway",
+    () =>
+      Effect.gen(function* () {
+        const cluster = yield* TestCluster.make({
+          nodes: 3,
+          detector,
+          layer: Channels.layer({ ...settings, ackTimeout: Duration.millis(300), maxQueuedBytes: 512 * 1024 })
+        })
+        yield* cluster.awaitConverged()
+        // large enough for a reusable body (64 KiB or more), each filled from its own index
+        const bulk = (index: number) => {
+          const bytes = new Uint8Array(66 * 1024)
+          for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + index) % 251
+          new DataView(bytes.buffer).setUint32(0, index)
+          return bytes
+        }
+        const intact = (message: unknown) => {
+          const bytes = message as Uint8Array
+          const index = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0)
+          return Buffer.compare(bytes.subarray(4), bulk(index).subarray(4)) === 0 ? index : -1
+        }
+        const second = yield* collect(yield* subscribeOn(cluster, "node-2", "data"), 40)
+        const atThird: Array<number> = []
+        yield* Effect.fork(
+          Stream.runForEach(yield* subscribeOn(cluster, "node-3", "data"), (envelope) =>
+            Effect.sync(() => atThird.push(intact(envelope.message)))
+          )
+        )
+        yield* publish(
+          cluster,
+          "node-1",
+          "data",
+          Array.from({ length: 20 }, (_, i) => bulk(i))
+        )
+        yield* cluster.eventually(Effect.sync(() => expect(atThird.length).toBe(20)))
+        yield* cluster.partition(["node-1", "node-2"], ["node-3"])
+        yield* publish(
+          cluster,
+          "node-1",
+          "data",
+          Array.from({ length: 20 }, (_, i) => bulk(i + 20))
+        )
+        const atSecond = yield* join(second)
+        expect(atSecond.map((envelope) => intact(envelope.message))).toEqual(
+          Array.from({ length: 40 }, (_, i) => i)
+        )
+        expect(atThird).toEqual(Array.from({ length: 20 }, (_, i) => i))
+        const atThirdStats = yield* cluster.on("node-3", Channels.stats)
+        expect(atThirdStats.data.undecodable).toBe(0)
+      })
+  )
+
   it.scopedLive("messages lost in a partition are not redelivered (at most once) and show as a gap", () =>
     Effect.gen(function* () {
       const cluster = yield* TestCluster.make({

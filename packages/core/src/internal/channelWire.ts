@@ -41,20 +41,83 @@ const largeBinary = 64 * 1024
  * The msgpack bytes of a value; throws if it cannot be encoded.
  *
  * A large byte array (bulk data) is written as a msgpack `bin` (the same bytes) into a `Uint8Array`
- * of its exact size, without msgpackr: msgpackr packs every value of the process (the transport's
- * frames too) into one shared buffer that it replaces, when full, with a `Buffer.allocUnsafeSlow`
- * of four times the value that did not fit. A flood of 1 MiB messages allocated 290 MB of those in
- * 4 s, and such allocations force full, non-incremental GCs (see docs/channels.md).
+ * of its exact size from `allocate` (a `BodyPool`'s, say), without msgpackr: msgpackr packs every
+ * value of the process (the transport's frames too) into one shared buffer that it replaces, when
+ * full, with a `Buffer.allocUnsafeSlow` of four times the value that did not fit. A flood of 1 MiB
+ * messages allocated 290 MB of those in 4 s, and such allocations force full, non-incremental GCs
+ * (see docs/channels.md).
  */
-export const encode = (value: unknown): Uint8Array => {
+export const encode = (
+  value: unknown,
+  allocate: (size: number) => Uint8Array = (size) => new Uint8Array(size)
+): Uint8Array => {
   if (value instanceof Uint8Array && value.length >= largeBinary) {
-    const bytes = new Uint8Array(5 + value.length)
+    const bytes = allocate(5 + value.length)
     bytes[0] = 0xc6
-    new DataView(bytes.buffer).setUint32(1, value.length)
+    new DataView(bytes.buffer, bytes.byteOffset).setUint32(1, value.length)
     bytes.set(value, 5)
     return bytes
   }
   return packr.pack(value) as Uint8Array
+}
+
+/**
+ * Buffers for the bodies of large messages, used again once a message is no longer needed: a
+ * flood of bulk messages then allocates no new memory outside the heap, whose growth forces full,
+ * stop-the-world GCs (a 1 MiB copy per message caused two or three per second on the sender, each
+ * delaying its urgent frames by up to 15 ms).
+ */
+export interface BodyPool {
+  /** a body of `size` bytes: a view of a buffer of the pool */
+  readonly allocate: (size: number) => Uint8Array
+  /** whether `body` came from `allocate` */
+  readonly owns: (body: Uint8Array) => boolean
+  /** gives a body's buffer back: nothing may read or write the body any more */
+  readonly recycle: (body: Uint8Array) => void
+}
+
+/** A `BodyPool` keeping at most `maxRetainedBytes` of free buffers. */
+export const makeBodyPool = (maxRetainedBytes: number): BodyPool => {
+  const owned = new WeakSet<ArrayBufferLike>()
+  const free = new Map<number, Array<ArrayBuffer>>()
+  const freeSet = new Set<ArrayBufferLike>()
+  let retained = 0
+  return {
+    allocate: (size) => {
+      const capacity = 2 ** Math.ceil(Math.log2(Math.max(size, largeBinary)))
+      const buffer = free.get(capacity)?.pop()
+      if (buffer !== undefined) {
+        freeSet.delete(buffer)
+        retained -= capacity
+        return new Uint8Array(buffer, 0, size)
+      }
+      const fresh = new ArrayBuffer(capacity)
+      owned.add(fresh)
+      return new Uint8Array(fresh, 0, size)
+    },
+    owns: (body) => owned.has(body.buffer),
+    recycle: (body) => {
+      const buffer = body.buffer as ArrayBuffer
+      if (!owned.has(buffer) || freeSet.has(buffer)) return
+      if (retained + buffer.byteLength > maxRetainedBytes) return
+      let list = free.get(buffer.byteLength)
+      if (list === undefined) free.set(buffer.byteLength, (list = []))
+      list.push(buffer)
+      freeSet.add(buffer)
+      retained += buffer.byteLength
+    }
+  }
+}
+
+/**
+ * Who still needs the body of a message from a `BodyPool`: one holder per queue it waits in and
+ * per send of one of its parts under way. The body goes back to the pool when the last holder lets
+ * go, unless something went wrong on the way (a send failed or timed out, a queue was dropped):
+ * then a peer may still read it, and it is left to the garbage collector.
+ */
+export interface Lease {
+  holders: number
+  spoiled: boolean
 }
 
 /** Every msgpack value in `bytes` (a whole frame or message: an incomplete one throws). */
@@ -82,10 +145,14 @@ export interface Outgoing {
   readonly body: Uint8Array
   /** the body travels in parts */
   readonly chunked: boolean
+  /** set when the body is from a `BodyPool` */
+  readonly lease: Lease | undefined
 }
 
 /** A header is written with fixed-width numbers, so a run's count can be patched when it closes. */
 const headerSize = (topic: Uint8Array) => 1 + topic.length + 9 + 1 + 5
+
+const noMessages: ReadonlyArray<Outgoing> = []
 
 /** What a frame writer took from a queue. */
 export interface Taken {
@@ -96,6 +163,10 @@ export interface Taken {
   readonly messages: number
   /** body bytes taken */
   readonly bytes: number
+  /** the message `part` belongs to */
+  readonly partOf: Outgoing | undefined
+  /** the messages with a lease that this frame completed (they left the queue) */
+  readonly completed: ReadonlyArray<Outgoing>
 }
 
 /** A per-peer queue read by `FrameWriter.take`. */
@@ -165,6 +236,7 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
       runTopic = undefined
     }
     let part: Uint8Array | undefined
+    let partOf: Outgoing | undefined
     const fits = (size: number) => pos === 0 || pos + size <= options.maxFrameBytes
     while (q.head < q.queue.length) {
       const message = q.queue[q.head]!
@@ -177,6 +249,7 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
         if (q.partOffset === 0)
           writeHeader(message.topic, message.seq, message.flags | flags.chunked, body.length)
         part = body.subarray(q.partOffset, q.partOffset + size)
+        partOf = message
         q.partOffset += size
         bytes += size
         if (q.partOffset === body.length) {
@@ -210,7 +283,7 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
       messages++
     }
     closeRun()
-    return { messages, bytes, part }
+    return { messages, bytes, part, partOf }
   }
 
   /** Takes the next frame from the head of `q` and releases the messages it completed. */
@@ -228,8 +301,13 @@ export const makeFrameWriter = (options: { readonly maxFrameBytes: number; reado
     const taken = walk(q)
     target = undefined
     view = undefined
+    let completed: Array<Outgoing> | undefined
+    for (let index = head; index < q.head; index++) {
+      const message = q.queue[index]!
+      if (message.lease !== undefined) (completed ??= []).push(message)
+    }
     q.queue.fill(undefined, head, q.head)
-    return { frame, ...taken }
+    return { frame, ...taken, completed: completed ?? noMessages }
   }
 
   return { take }

@@ -56,9 +56,13 @@ export class InterestSnapshot extends Schema.Class<InterestSnapshot>("@foundatio
 ) {}
 
 /** The msgpack bytes of `message`, or `InvalidMessage`. */
-export const encodeUnknown = (topic: string, message: unknown): Either.Either<Uint8Array, InvalidMessage> => {
+export const encodeUnknown = (
+  topic: string,
+  message: unknown,
+  allocate?: (size: number) => Uint8Array
+): Either.Either<Uint8Array, InvalidMessage> => {
   try {
-    return Either.right(Wire.encode(message))
+    return Either.right(Wire.encode(message, allocate))
   } catch (cause) {
     return Either.left(
       new InvalidMessage({
@@ -372,9 +376,12 @@ export const make = (
       outbox: Outbox,
       frame: Uint8Array,
       part: Uint8Array | undefined,
-      sending: Sending
-    ): Effect.Effect<void> =>
-      node
+      sending: Sending,
+      partOf: Wire.Outgoing | undefined
+    ): Effect.Effect<void> => {
+      // an acknowledged part has been read by the peer; an unacknowledged one may still be read
+      let acknowledged = false
+      return node
         .clientFor(ChannelRpcs, { lane: outbox.lane })(outbox.peer)
         .pipe(
           Effect.flatMap((client) =>
@@ -382,6 +389,7 @@ export const make = (
           ),
           Effect.matchCause({
             onSuccess: () => {
+              acknowledged = true
               outbox.waitingSince = clock.unsafeCurrentTimeMillis()
               outbox.silent = false
               return true
@@ -404,8 +412,20 @@ export const make = (
               landed(outbox)
               schedule(outbox)
             })
-          )
+          ),
+          Effect.ensuring(Effect.sync(() => partOf !== undefined && letGo(partOf, !acknowledged)))
         )
+    }
+
+    const bodies = Wire.makeBodyPool(settings.maxQueuedBytes)
+
+    /** One holder of `message`'s pooled body lets go (`spoil`: a peer may still read it). */
+    const letGo = (message: Wire.Outgoing, spoil: boolean) => {
+      const lease = message.lease
+      if (lease === undefined) return
+      if (spoil) lease.spoiled = true
+      if (--lease.holders === 0 && !lease.spoiled) bodies.recycle(message.body)
+    }
 
     /** A frame is no longer in flight (acknowledged, failed or timed out). */
     const landed = (outbox: Outbox) => {
@@ -462,7 +482,11 @@ export const make = (
     const sendFrame = (outbox: Outbox) => {
       if (outbox.inFlight === 0) outbox.waitingSince = clock.unsafeCurrentTimeMillis()
       if (outbox.lane === "control") controlInFlight++
-      const { frame, part, bytes } = writer.take(outbox)
+      const { frame, part, partOf, completed, bytes } = writer.take(outbox)
+      // the send holds the body of its part before the queue lets go of it
+      const lease = partOf?.lease
+      if (lease !== undefined) lease.holders++
+      for (const message of completed) letGo(message, false)
       outbox.queuedBytes -= bytes
       compact(outbox)
       outbox.inFlight++
@@ -470,7 +494,7 @@ export const make = (
       outbox.stats.bytesSent += frame.length + (part?.length ?? 0)
       const sending: Sending = { sentAt: clock.unsafeCurrentTimeMillis(), fiber: undefined }
       outbox.sending.add(sending)
-      sending.fiber = run(send(outbox, frame, part, sending))
+      sending.fiber = run(send(outbox, frame, part, sending, partOf))
     }
 
     const canSend = (outbox: Outbox) => outbox.inFlight < settings.window && outbox.head < outbox.queue.length
@@ -536,7 +560,9 @@ export const make = (
       // a message partly sent stays: its remaining parts are what the receiver waits for
       if (outbox.partOffset > 0) return
       while (outbox.queuedBytes > settings.maxQueuedBytes && outbox.head < outbox.queue.length) {
-        outbox.queuedBytes -= outbox.queue[outbox.head]!.body.length
+        const message = outbox.queue[outbox.head]!
+        outbox.queuedBytes -= message.body.length
+        letGo(message, true)
         outbox.queue[outbox.head++] = undefined
         outbox.stats.undelivered++
       }
@@ -548,6 +574,7 @@ export const make = (
         const outbox = byPeer.get(peer)
         if (!outbox) continue
         outbox.stats.undelivered += outbox.queue.length - outbox.head
+        for (let index = outbox.head; index < outbox.queue.length; index++) letGo(outbox.queue[index]!, true)
         outbox.queue = []
         outbox.head = 0
         outbox.partOffset = 0
@@ -968,7 +995,7 @@ export const make = (
       const remoteTargets = publishingOf(topic).targets.length > 0
       let bytes = body
       if (remoteTargets && bytes === undefined) {
-        const encoded = encodeUnknown(topic.name, value)
+        const encoded = encodeUnknown(topic.name, value, bodies.allocate)
         if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
         bytes = encoded.right
       }
@@ -976,6 +1003,7 @@ export const make = (
       const plain = bytes!
       return Wire.compress(plain, compression).pipe(
         Effect.orDie,
+        Effect.ensuring(Effect.sync(() => bodies.recycle(plain))),
         Effect.tap((compressed) =>
           Effect.logDebug(
             `Foundation.Channels: message compressed (${compression}): ${plain.length} -> ${compressed.length} bytes (ratio ${(compressed.length / Math.max(1, plain.length)).toFixed(3)})`
@@ -1003,19 +1031,27 @@ export const make = (
       stats[topic.channel].published++
       deliverLocal(topic, seq, message)
       const targets = state.targets
-      if (body === undefined || targets.length === 0) return Effect.void
+      if (body === undefined) return Effect.void
+      if (targets.length === 0) {
+        bodies.recycle(body)
+        return Effect.void
+      }
       const outgoing: Wire.Outgoing = {
         topic: state.bytes,
         seq,
         flags: flagBits,
         body,
-        chunked: body.length > settings.chunkSize
+        chunked: body.length > settings.chunkSize,
+        // held by this loop until every queue holds it
+        lease: bodies.owns(body) ? { holders: 1, spoiled: false } : undefined
       }
       let full: Array<Outbox> | undefined
       for (const outbox of targets) {
+        if (outgoing.lease !== undefined) outgoing.lease.holders++
         enqueue(outbox, outgoing)
         if (outbox.queuedBytes > settings.maxQueuedBytes) (full ??= []).push(outbox)
       }
+      letGo(outgoing, false)
       return full === undefined ? Effect.void : Effect.forEach(full, backpressure, { discard: true })
     }
 
