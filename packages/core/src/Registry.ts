@@ -172,6 +172,11 @@ export class Registry extends Context.Tag("@foundation/core/Registry")<
      * Registers `name` for the caller's scope: released (everywhere) when the scope closes or when
      * this node dies. Fails with `AlreadyRegistered` (carrying the winner) if the name is taken.
      * Returns once every live member can look it up.
+     *
+     * To register many names for one scope, provide the scope once, around the loop
+     * (`Scope.extend(Effect.forEach(names, (n) => registry.register(n), { concurrency }), scope)`):
+     * `Scope.extend` on every call costs each of the loop's fibers about 13 µs, more than the
+     * registration itself.
      */
     readonly register: (
       name: string,

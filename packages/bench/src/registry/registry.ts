@@ -49,7 +49,8 @@ const registerRound = (
   workers: ReadonlyArray<BenchWorker>,
   prefix: string,
   names: number,
-  concurrency: number
+  concurrency: number,
+  scopePerCall = false
 ) =>
   Effect.gen(function* () {
     const slice = Math.ceil(names / workers.length)
@@ -60,7 +61,8 @@ const registerRound = (
           prefix,
           from: i * slice,
           to: Math.min(names, (i + 1) * slice),
-          concurrency
+          concurrency,
+          scopePerCall
         }),
       { concurrency: "unbounded" }
     )
@@ -124,6 +126,8 @@ export const runRegistry = (options: Options) =>
       )
     }
     const round = [...rounds].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(rounds.length / 2)]!
+    const scopePerCall = yield* registerRound(workers, "per-call-", options.names, options.concurrency, true)
+    yield* Effect.logInfo(`with Scope.extend on every call: ${scopePerCall.perSecond}/s`)
     const counts = yield* Effect.forEach(workers, (worker) =>
       worker.command<{ found: number }>("lookups", {
         prefix: "bench-",
@@ -172,6 +176,8 @@ export const runRegistry = (options: Options) =>
       register_failed: rounds.reduce((sum, r) => sum + r.failed, 0),
       register_cpu_ms: Math.round(round.cpuMs),
       register_runs_per_s: rounds.map((r) => r.perSecond),
+      register_scope_per_call_per_s: scopePerCall.perSecond,
+      register_scope_per_call_cpu_ms: Math.round(scopePerCall.cpuMs),
       warmup_register_per_s: warmups,
       visible_on_every_node: counts.every((count) => count.found === options.names),
       lookup_local_p50_us: Number(lookups.p50.toFixed(3)),

@@ -93,15 +93,23 @@ const commands = (names: Scope.CloseableScope) => ({
       const startedAt = Date.now()
       const cpuBefore = process.cpuUsage()
       let failed = 0
-      yield* Effect.forEach(
-        Array.from({ length: to - from }, (_, i) => `${command.prefix}${from + i}`),
-        (name) =>
-          registry.register(name, { n: 1 }).pipe(
-            Scope.extend(names),
-            Effect.catchAll(() => Effect.sync(() => failed++))
-          ),
-        { concurrency: command.concurrency as number, discard: true }
-      )
+      const all = Array.from({ length: to - from }, (_, i) => `${command.prefix}${from + i}`)
+      const failing = Effect.catchAll(() => Effect.sync(() => failed++))
+      const concurrency = command.concurrency as number
+      // the scope is provided once, around the loop; `scopePerCall` provides it to every call instead,
+      // which costs the caller's fibers far more than the registration (see docs/registry.md)
+      yield* command.scopePerCall
+        ? Effect.forEach(all, (name) => failing(Scope.extend(registry.register(name, { n: 1 }), names)), {
+            concurrency,
+            discard: true
+          })
+        : Scope.extend(
+            Effect.forEach(all, (name) => failing(registry.register(name, { n: 1 })), {
+              concurrency,
+              discard: true
+            }),
+            names
+          )
       const endedAt = Date.now()
       const cpu = process.cpuUsage(cpuBefore)
       return { startedAt, endedAt, failed, cpuMs: (cpu.user + cpu.system) / 1000 }

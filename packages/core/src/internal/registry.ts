@@ -7,7 +7,7 @@ import * as FiberMap from "effect/FiberMap"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { MembershipEvent, NodeInfo } from "../Node.js"
 import { Node } from "../Node.js"
@@ -701,23 +701,38 @@ export const make = (
       )
 
     const registry: Registry["Type"] = {
+      // `Effect.acquireRelease`, without capturing the caller's fiber refs for the release: that
+      // copy (and the diff it causes when the caller's fiber is joined) cost more than the rest of
+      // a registration (see docs/registry.md)
       register: (name, metadata = {}) =>
-        Effect.acquireRelease(
-          Effect.suspend(() => {
-            const holder = view.get(name)
-            if (holder !== undefined && !stale(holder)) {
-              return Effect.fail(new AlreadyRegistered({ name, winner: holder }))
-            }
-            return submit<Entry, AlreadyRegistered | RegistryStorageError>((done) => ({
-              _tag: "Claim",
-              entry: newEntry(name, metadata),
-              done
-            }))
-          }),
-          (entry) =>
-            release(entry).pipe(
-              Effect.catchAll((error) => Effect.logWarning(`could not release "${entry.name}"`, error))
-            )
+        Effect.uninterruptible(
+          Effect.flatMap(
+            Effect.suspend(() => {
+              const holder = view.get(name)
+              if (holder !== undefined && !stale(holder)) {
+                return Effect.fail(new AlreadyRegistered({ name, winner: holder }))
+              }
+              return submit<Entry, AlreadyRegistered | RegistryStorageError>((done) => ({
+                _tag: "Claim",
+                entry: newEntry(name, metadata),
+                done
+              }))
+            }),
+            (entry) =>
+              Effect.as(
+                Effect.flatMap(Effect.scope, (scope) =>
+                  Scope.addFinalizer(
+                    scope,
+                    release(entry).pipe(
+                      Effect.catchAll((error) =>
+                        Effect.logWarning(`could not release "${entry.name}"`, error)
+                      )
+                    )
+                  )
+                ),
+                entry
+              )
+          )
         ),
       unregister: (name) => Effect.suspend(() => (own.has(name) ? release(own.get(name)!) : Effect.void)),
       updateMetadata: (name, metadata) =>
