@@ -24,6 +24,17 @@ const cluster3 = Effect.tap(TestCluster.make({ nodes: 3, layer: ChannelsLive }),
 
 type Cluster = TestCluster.Cluster<Channels.Channels>
 
+/** Three converged nodes with a failure detector, frames timing out after 300 ms, and `overrides`. */
+const partitionable = (overrides?: Partial<Channels.Settings>) =>
+  Effect.tap(
+    TestCluster.make({
+      nodes: 3,
+      detector,
+      layer: Channels.layer({ ...settings, ackTimeout: Duration.millis(300), ...overrides })
+    }),
+    (cluster) => cluster.awaitConverged()
+  )
+
 const subscribeOn = (
   cluster: Cluster,
   node: string,
@@ -382,12 +393,7 @@ describe("Channels", () => {
     "bulk messages sent from reused buffers arrive intact on every node, also when one node is cut off midway",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({
-          nodes: 3,
-          detector,
-          layer: Channels.layer({ ...settings, ackTimeout: Duration.millis(300), maxQueuedBytes: 512 * 1024 })
-        })
-        yield* cluster.awaitConverged()
+        const cluster = yield* partitionable({ maxQueuedBytes: 512 * 1024 })
         // large enough for a reusable body (64 KiB or more), each filled from its own index
         const bulk = (index: number) => {
           const bytes = new Uint8Array(66 * 1024)
@@ -433,12 +439,7 @@ describe("Channels", () => {
 
   it.scopedLive("messages lost in a partition are not redelivered (at most once) and show as a gap", () =>
     Effect.gen(function* () {
-      const cluster = yield* TestCluster.make({
-        nodes: 3,
-        detector,
-        layer: Channels.layer({ ...settings, ackTimeout: Duration.millis(300) })
-      })
-      yield* cluster.awaitConverged()
+      const cluster = yield* partitionable()
       const stream = yield* subscribeOn(cluster, "node-2", "events")
       const fiber = yield* collect(stream, 20)
       yield* publishCounted(cluster, 10)
@@ -485,12 +486,7 @@ describe("Channels", () => {
     "a subscriber cut off by a partition neither stops the publisher nor delays the other subscribers; its losses are counted",
     () =>
       Effect.gen(function* () {
-        const cluster = yield* TestCluster.make({
-          nodes: 3,
-          detector,
-          layer: Channels.layer({ ...settings, maxQueuedBytes: 2048, ackTimeout: Duration.millis(300) })
-        })
-        yield* cluster.awaitConverged()
+        const cluster = yield* partitionable({ maxQueuedBytes: 2048 })
         yield* subscribeOn(cluster, "node-2", "events")
         const healthy = yield* subscribeOn(cluster, "node-3", "events")
         const fiber = yield* collect(healthy, 300)
