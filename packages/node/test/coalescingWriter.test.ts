@@ -6,7 +6,7 @@
 import type { FromClientEncoded } from "@effect/rpc/RpcMessage"
 import { describe, expect, it } from "@effect/vitest"
 import type * as Net from "node:net"
-import { makeCoalescingWriter } from "../src/internal/coalescingWriter.js"
+import { earlyFlushFrames, makeCoalescingWriter } from "../src/internal/coalescingWriter.js"
 import { packTransient, serialization } from "../src/internal/msgpackFrames.js"
 
 const request = (id: string, bytes: Uint8Array): FromClientEncoded => ({
@@ -92,6 +92,19 @@ describe("makeCoalescingWriter", () => {
     await nextTurn()
     expect(writes.map((bytes) => Array.from(bytes))).toEqual([[1], [2], [3]])
     expect([buffers[0], buffers[1]]).toContain(buffers[2])
+  })
+
+  it("writes every earlyFlushFrames frames at once, the rest at the end of the turn", async () => {
+    const { socket, writes } = recordingSocket()
+    const writer = makeCoalescingWriter()
+    writer.attach(socket)
+    for (let i = 0; i < earlyFlushFrames * 2 + 3; i++) writer.write(Uint8Array.from([i % 256]))
+    expect(writes.map((bytes) => bytes.length)).toEqual([earlyFlushFrames, earlyFlushFrames])
+    await nextTurn()
+    expect(writes.map((bytes) => bytes.length)).toEqual([earlyFlushFrames, earlyFlushFrames, 3])
+    expect(Array.from(Buffer.concat(writes))).toEqual(
+      Array.from({ length: earlyFlushFrames * 2 + 3 }, (_, i) => i % 256)
+    )
   })
 
   it("drops what is pending on clear, and waits for a socket before writing", async () => {

@@ -1,5 +1,11 @@
 import type * as Net from "node:net"
 
+/**
+ * Frames pending that are written at once, without waiting for the end of the turn: the peer starts
+ * on them while this side produces the rest.
+ */
+export const earlyFlushFrames = 32
+
 /** The smallest buffer a writer takes for its pending bytes. */
 const minBufferBytes = 64 * 1024
 
@@ -15,6 +21,12 @@ const capacityFor = (bytes: number) => 2 ** Math.ceil(Math.log2(Math.max(bytes, 
  * where `process.nextTick` would flush after each read callback. A write system call costs 10–15 µs
  * here, so under load the larger batches matter more than the few µs the flush waits. Frames
  * written while no socket is attached wait for `attach`.
+ *
+ * A turn that writes many frames flushes every `earlyFlushFrames` of them: with a whole turn's
+ * frames in one write, caller and callee took turns (the callee idle while the caller produced a
+ * batch of 100 requests, the caller idle while the callee answered them), and node RPC ran at the
+ * rate of their summed CPU per call; with early flushes they overlap (55k to 76k calls/s at 100 in
+ * flight, see docs/performance.md).
  *
  * A frame is copied into the writer's buffer when it is written, so the caller may reuse its bytes
  * at once (`msgpackFrames.packTransient`), and the buffer is reused once the socket has written it.
@@ -37,6 +49,7 @@ export const makeCoalescingWriter = (): CoalescingWriter => {
   let target: Net.Socket | undefined
   let pending: Buffer | undefined
   let pendingBytes = 0
+  let pendingFrames = 0
   let scheduled = false
   const free: Array<Buffer> = []
 
@@ -65,6 +78,7 @@ export const makeCoalescingWriter = (): CoalescingWriter => {
     const bytes = pendingBytes
     pending = undefined
     pendingBytes = 0
+    pendingFrames = 0
     target.write(buffer.subarray(0, bytes), () => giveBack(buffer))
   }
 
@@ -86,11 +100,13 @@ export const makeCoalescingWriter = (): CoalescingWriter => {
       const bytes = typeof frame === "string" ? Buffer.from(frame) : frame
       room(bytes.length).set(bytes, pendingBytes)
       pendingBytes += bytes.length
-      schedule()
+      if (++pendingFrames >= earlyFlushFrames && target) flush()
+      else schedule()
     },
     flush,
     clear: () => {
       pendingBytes = 0
+      pendingFrames = 0
     }
   }
 }
