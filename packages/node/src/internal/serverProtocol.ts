@@ -111,6 +111,7 @@ export const make = Effect.gen(function* () {
         }
       // the writer copies at once, so frames may be packed in place; a platform socket's writer may not
       const encodeForWriter = encodeWith(transientPacker(serialization) ?? parser.encode)
+      const encodeForSocket = encodeWith(parser.encode)
       const coalescing = Option.map(netSocket, (conn) => {
         const writer = makeCoalescingWriter()
         writer.attach(conn)
@@ -123,7 +124,7 @@ export const make = Effect.gen(function* () {
       const write = Option.isSome(writeNow)
         ? (response: FromServerEncoded) => Effect.sync(() => writeNow.value(response))
         : yield* Effect.map(socket.writer, (writeRaw) => (response: FromServerEncoded) => {
-            const encoded = encodeWith(parser.encode)(response)
+            const encoded = encodeForSocket(response)
             return encoded === undefined ? Effect.void : Effect.orDie(writeRaw(encoded))
           })
       clientIds.add(id)
