@@ -38,7 +38,8 @@ interface Compiled {
   readonly encodePayload: (payload: unknown) => Either.Either<unknown, ParseError>
   readonly decodePayload: (encoded: unknown) => Either.Either<unknown, ParseError>
   readonly encodeExit: (exit: Exit.Exit<unknown, unknown>) => Either.Either<ExitEncoded, ParseError>
-  readonly decodeExit: (encoded: unknown) => Either.Either<Exit.Exit<unknown, unknown>, ParseError>
+  /** the decoded exit, or a defect carrying the `ParseError` */
+  readonly decodeExit: (encoded: unknown) => Exit.Exit<unknown, unknown>
   readonly encodeChunk: (values: ReadonlyArray<unknown>) => Either.Either<unknown, ParseError>
   readonly decodeChunk: (encoded: unknown) => Either.Either<ReadonlyArray<unknown>, ParseError>
 }
@@ -90,10 +91,16 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
       Exit.isSuccess(result)
         ? Either.map(encodeSuccess(result.value), (value): ExitEncoded => ({ _tag: "Success", value }))
         : encodeFullExit(result),
-    decodeExit: (encoded) =>
-      (encoded as ExitEncoded | undefined)?._tag === "Success"
-        ? Either.map(decodeSuccess((encoded as { readonly value: unknown }).value), Exit.succeed)
-        : decodeFullExit(encoded),
+    decodeExit: (encoded) => {
+      const decoded =
+        (encoded as ExitEncoded | undefined)?._tag === "Success"
+          ? decodeSuccess((encoded as { readonly value: unknown }).value)
+          : decodeFullExit(encoded)
+      if (Either.isLeft(decoded)) return Exit.die(decoded.left)
+      return (encoded as ExitEncoded)._tag === "Success"
+        ? Exit.succeed(decoded.right)
+        : (decoded.right as Exit.Exit<unknown, unknown>)
+    },
     encodeChunk: Schema.encodeEither(chunk),
     decodeChunk: Schema.decodeUnknownEither(chunk)
   }
@@ -108,6 +115,8 @@ const encodeDefectExit = Schema.encodeSync(protocolDefect)
 const dieEncoded = (defect: unknown): ExitEncoded => encodeDefectExit(Exit.die(defect)) as ExitEncoded
 
 type ExitEncoded = Schema.ExitEncoded<unknown, unknown, unknown>
+
+const noHeaders: ReadonlyArray<[string, string]> = []
 
 // -----------------------------------------------------------------------------
 // Client
@@ -186,8 +195,7 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
 
     const onExit = (entry: Waiting, requestId: string, exit: unknown) => {
       waiting.delete(requestId)
-      const decoded = entry.compiled.decodeExit(exit)
-      settle(entry, Either.isRight(decoded) ? decoded.right : Exit.die(decoded.left))
+      settle(entry, entry.compiled.decodeExit(exit))
     }
 
     const onMessage = (message: FromServerEncoded): Effect.Effect<void> => {
@@ -237,7 +245,7 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
         id,
         tag: compiled.rpc._tag,
         payload: encoded,
-        headers: headers === undefined ? [] : Object.entries(Headers.fromInput(headers))
+        headers: headers === undefined ? noHeaders : Object.entries(Headers.fromInput(headers))
       }))
 
     // without the transport's direct hooks a request is sent by a forked `protocol.send`, whose
