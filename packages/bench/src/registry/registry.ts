@@ -11,6 +11,10 @@
  *   (warmupRounds + rounds - 1) × `names` existing entries.
  *   `register_cpu_ms` is the CPU time the node processes used meanwhile (summed; Postgres's is not
  *   counted, median round): a figure that depends less on what else the machine runs than the rate does.
+ *   Each node provides the names' scope once, around its loop of registrations.
+ * - `register_scope_per_call_per_s` and `_cpu_ms`: one more round after the measured ones, with
+ *   `Scope.extend` on every call instead: the usage pattern that costs the caller's fibers more than
+ *   the registry does (see docs/registry.md).
  * - `lookup_local_p50_us`: one node times `Registry.lookup` of random registered names.
  * - `visible_everywhere_lag_ms`: one node registers a name, then at once asks the two others over
  *   node RPC whether they see it; 0 when they all do on the first ask (read-your-writes).
