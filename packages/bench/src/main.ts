@@ -11,7 +11,7 @@
  *   paths: raw, raw_coalesced, effect_rpc, engine_default_entity, entity, node_rpc), and
  *   `BENCH_RPC_PROFILE` (a directory: also CPU-profile each path on the caller and a callee, see
  *   `rpc/profile.ts`; `BENCH_RPC_PROFILE_SECONDS` 10, `BENCH_RPC_PROFILE_INTERVAL_US` 1000 as in
- *   `node --cpu-prof`).
+ *   `node --cpu-prof`; `BENCH_RPC_HEAP_SAMPLING_BYTES`, e.g. 4096: also the bytes allocated per call).
  * - `registry`: Registry throughput, local lookup latency, visibility lag and facade overhead (3 node
  *   processes on Postgres); env `BENCH_REGISTRY_NAMES` (10000), `BENCH_REGISTRY_CONCURRENCY` (1000 in
  *   flight per node), `BENCH_REGISTRY_LOOKUPS` (200000), `BENCH_REGISTRY_LAG_TRIALS` (200),
@@ -112,9 +112,14 @@ const scenarios = {
       ),
       profileDir: Config.option(Config.string("BENCH_RPC_PROFILE")),
       profileSeconds: Config.number("BENCH_RPC_PROFILE_SECONDS").pipe(Config.withDefault(10)),
-      profileIntervalUs: Config.integer("BENCH_RPC_PROFILE_INTERVAL_US").pipe(Config.withDefault(1000))
+      profileIntervalUs: Config.integer("BENCH_RPC_PROFILE_INTERVAL_US").pipe(Config.withDefault(1000)),
+      heapSamplingBytes: Config.option(Config.integer("BENCH_RPC_HEAP_SAMPLING_BYTES"))
     })
-    return yield* runRpc({ ...options, profileDir: Option.getOrUndefined(options.profileDir) })
+    return yield* runRpc({
+      ...options,
+      profileDir: Option.getOrUndefined(options.profileDir),
+      heapSamplingBytes: Option.getOrUndefined(options.heapSamplingBytes)
+    })
   })
 } as const
 

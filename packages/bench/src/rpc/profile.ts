@@ -34,6 +34,83 @@ export interface CpuProfile {
 
 export const read = (file: string): CpuProfile => JSON.parse(fs.readFileSync(file, "utf8"))
 
+interface HeapNode {
+  readonly id: number
+  readonly callFrame: CallFrame
+  readonly children?: ReadonlyArray<HeapNode>
+}
+
+/** The `.heapprofile` JSON of the sampling heap profiler. */
+export interface HeapProfile {
+  readonly head: HeapNode
+  readonly samples: ReadonlyArray<{ readonly size: number; readonly nodeId: number }>
+}
+
+export const readHeap = (file: string): HeapProfile => JSON.parse(fs.readFileSync(file, "utf8"))
+
+/** Bytes allocated per call: in all, by category and by allocating function (`top`). */
+export interface Allocations {
+  readonly bytesPerCall: number
+  readonly categories: ReadonlyArray<{ readonly category: Category | "idle"; readonly bytesPerCall: number }>
+  readonly top: ReadonlyArray<{
+    readonly name: string
+    readonly location: string
+    readonly bytesPerCall: number
+  }>
+}
+
+/** The sampled allocations of a heap profile, per call, by the function that allocated them. */
+export const summarizeAllocations = (profile: HeapProfile, calls: number, topCount = 20): Allocations => {
+  const byId = new Map<number, HeapNode>()
+  const visit = (node: HeapNode) => {
+    byId.set(node.id, node)
+    for (const child of node.children ?? []) visit(child)
+  }
+  visit(profile.head)
+  const byCategory = new Map<Category | "idle", number>()
+  const byFunction = new Map<string, { frame: CallFrame; bytes: number }>()
+  let total = 0
+  for (const sample of profile.samples) {
+    const frame = byId.get(sample.nodeId)!.callFrame
+    total += sample.size
+    const category = categorize(frame)
+    byCategory.set(category, (byCategory.get(category) ?? 0) + sample.size)
+    const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}|${frame.columnNumber}`
+    const entry = byFunction.get(key)
+    if (entry) entry.bytes += sample.size
+    else byFunction.set(key, { frame, bytes: sample.size })
+  }
+  const perCall = (bytes: number) => (calls > 0 ? Math.round(bytes / calls) : 0)
+  return {
+    bytesPerCall: perCall(total),
+    categories: Array.from(byCategory, ([category, bytes]) => ({
+      category,
+      bytesPerCall: perCall(bytes)
+    })).sort((a, b) => b.bytesPerCall - a.bytesPerCall),
+    top: Array.from(byFunction.values())
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, topCount)
+      .map(({ frame, bytes }) => ({
+        name: frame.functionName || "(anonymous)",
+        location: location(frame),
+        bytesPerCall: perCall(bytes)
+      }))
+  }
+}
+
+/** `summarizeAllocations` as text. */
+export const formatAllocations = (title: string, allocations: Allocations, topCount = 12): string =>
+  [
+    `== ${title}: ${allocations.bytesPerCall} bytes allocated per call`,
+    ...allocations.categories.map(
+      (row) => `  ${String(row.bytesPerCall).padStart(7)} B/call  ${row.category}`
+    ),
+    "  allocating functions:",
+    ...allocations.top
+      .slice(0, topCount)
+      .map((row) => `  ${String(row.bytesPerCall).padStart(7)} B/call  ${row.name}  ${row.location}`)
+  ].join("\n")
+
 /** The categories, in the order they are tested: the first match wins. */
 export const categories = [
   "gc",

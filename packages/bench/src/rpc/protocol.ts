@@ -32,7 +32,11 @@ export const Command = Schema.Union(
     latencies: Schema.Boolean,
     port: Schema.optional(Schema.Number)
   }),
-  Schema.TaggedStruct("ProfileStart", { intervalUs: Schema.Number }),
+  Schema.TaggedStruct("ProfileStart", {
+    intervalUs: Schema.Number,
+    /** also sample allocations, one sample per this many bytes on average */
+    heapSamplingBytes: Schema.optional(Schema.Number)
+  }),
   Schema.TaggedStruct("ProfileStop", { file: Schema.String }),
   /** how many calls this worker served so far, and its CPU time so far (µs, `process.cpuUsage`) */
   Schema.TaggedStruct("Served", {})

@@ -25,6 +25,7 @@ import * as Processes from "../shared/processes.js"
 import { median } from "../shared/stats.js"
 import type { LoadResult } from "./load.js"
 import * as Profile from "./profile.js"
+import { heapProfileFile } from "./profiler.js"
 import type { Command, Path } from "./protocol.js"
 
 export interface RpcOptions {
@@ -41,6 +42,8 @@ export interface RpcOptions {
   readonly profileDir: string | undefined
   readonly profileSeconds: number
   readonly profileIntervalUs: number
+  /** in profile mode, also sample allocations (one sample per this many bytes on average) */
+  readonly heapSamplingBytes: number | undefined
 }
 
 const workerPath = fileURLToPath(new URL("./worker.ts", import.meta.url))
@@ -187,7 +190,11 @@ const profile = (options: RpcOptions, caller: BenchWorker, callee: BenchWorker, 
   Effect.gen(function* () {
     const dir = options.profileDir!
     fs.mkdirSync(dir, { recursive: true })
-    const start = { _tag: "ProfileStart", intervalUs: options.profileIntervalUs } as const
+    const start = {
+      _tag: "ProfileStart",
+      intervalUs: options.profileIntervalUs,
+      ...(options.heapSamplingBytes === undefined ? {} : { heapSamplingBytes: options.heapSamplingBytes })
+    } as const
     const before = (yield* request(callee, start)) as { served: number }
     yield* request(caller, start)
     const result = (yield* request(caller, {
@@ -210,7 +217,24 @@ const profile = (options: RpcOptions, caller: BenchWorker, callee: BenchWorker, 
     yield* log(`[rpc] profile of ${path} (${calls_s} calls/s under the profiler)`)
     yield* log(Profile.format(`${path} caller (${result.calls} calls)`, callerSummary))
     yield* log(Profile.format(`${path} callee ${callee.id} (${calleeCalls} calls)`, calleeSummary))
-    return { path, calls_s, caller: callerSummary, callee: calleeSummary, callerFile, calleeFile }
+    if (options.heapSamplingBytes === undefined) {
+      return { path, calls_s, caller: callerSummary, callee: calleeSummary, callerFile, calleeFile }
+    }
+    const allocations = {
+      caller: Profile.summarizeAllocations(Profile.readHeap(heapProfileFile(callerFile)), result.calls),
+      callee: Profile.summarizeAllocations(Profile.readHeap(heapProfileFile(calleeFile)), calleeCalls)
+    }
+    yield* log(Profile.formatAllocations(`${path} caller`, allocations.caller))
+    yield* log(Profile.formatAllocations(`${path} callee ${callee.id}`, allocations.callee))
+    return {
+      path,
+      calls_s,
+      caller: callerSummary,
+      callee: calleeSummary,
+      callerFile,
+      calleeFile,
+      allocations
+    }
   })
 
 /** Runs every selected path and builds the JSON result line. */

@@ -260,7 +260,9 @@ const program = Effect.gen(function* () {
         return runLoad(caller, { inFlight, millis, latencies })
       }
       case "ProfileStart":
-        return Profiler.start(command.intervalUs).pipe(Effect.as({ served: served.count }))
+        return Profiler.start(command.intervalUs, command.heapSamplingBytes).pipe(
+          Effect.as({ served: served.count })
+        )
       case "ProfileStop":
         return Profiler.stop(command.file).pipe(Effect.map((file) => ({ file, served: served.count })))
       case "Served":
