@@ -59,6 +59,22 @@ export interface Allocations {
   }>
 }
 
+/** An amount (µs, bytes) per function and location. */
+type ByFunction = Map<string, { readonly frame: CallFrame; amount: number }>
+
+const tally = (byFunction: ByFunction, frame: CallFrame, amount: number) => {
+  const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}|${frame.columnNumber}`
+  const entry = byFunction.get(key)
+  if (entry) entry.amount += amount
+  else byFunction.set(key, { frame, amount })
+}
+
+/** The `count` functions with the largest amounts, largest first. */
+const largest = (byFunction: ByFunction, count: number) =>
+  Array.from(byFunction.values())
+    .sort((a, b) => b.amount - a.amount)
+    .slice(0, count)
+
 /** The sampled allocations of a heap profile, per call, by the function that allocated them. */
 export const summarizeAllocations = (profile: HeapProfile, calls: number, topCount = 20): Allocations => {
   const byId = new Map<number, HeapNode>()
@@ -68,17 +84,14 @@ export const summarizeAllocations = (profile: HeapProfile, calls: number, topCou
   }
   visit(profile.head)
   const byCategory = new Map<Category | "idle", number>()
-  const byFunction = new Map<string, { frame: CallFrame; bytes: number }>()
+  const byFunction: ByFunction = new Map()
   let total = 0
   for (const sample of profile.samples) {
     const frame = byId.get(sample.nodeId)!.callFrame
     total += sample.size
     const category = categorize(frame)
     byCategory.set(category, (byCategory.get(category) ?? 0) + sample.size)
-    const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}|${frame.columnNumber}`
-    const entry = byFunction.get(key)
-    if (entry) entry.bytes += sample.size
-    else byFunction.set(key, { frame, bytes: sample.size })
+    tally(byFunction, frame, sample.size)
   }
   const perCall = (bytes: number) => (calls > 0 ? Math.round(bytes / calls) : 0)
   return {
@@ -87,14 +100,11 @@ export const summarizeAllocations = (profile: HeapProfile, calls: number, topCou
       category,
       bytesPerCall: perCall(bytes)
     })).sort((a, b) => b.bytesPerCall - a.bytesPerCall),
-    top: Array.from(byFunction.values())
-      .sort((a, b) => b.bytes - a.bytes)
-      .slice(0, topCount)
-      .map(({ frame, bytes }) => ({
-        name: frame.functionName || "(anonymous)",
-        location: location(frame),
-        bytesPerCall: perCall(bytes)
-      }))
+    top: largest(byFunction, topCount).map(({ frame, amount: bytes }) => ({
+      name: frame.functionName || "(anonymous)",
+      location: location(frame),
+      bytesPerCall: perCall(bytes)
+    }))
   }
 }
 
@@ -259,7 +269,7 @@ export const summarize = (profile: CpuProfile, calls: number, topCount = 30): Su
     const id = profile.samples[i]!
     selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, duration))
   }
-  const functions = new Map<string, { frame: CallFrame; us: number }>()
+  const functions: ByFunction = new Map()
   const byCategory = new Map<Category, number>()
   let busyUs = 0
   for (const [id, us] of selfUs) {
@@ -268,10 +278,7 @@ export const summarize = (profile: CpuProfile, calls: number, topCount = 30): Su
     if (category === "idle") continue
     busyUs += us
     byCategory.set(category, (byCategory.get(category) ?? 0) + us)
-    const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}|${frame.columnNumber}`
-    const entry = functions.get(key)
-    if (entry) entry.us += us
-    else functions.set(key, { frame, us })
+    tally(functions, frame, us)
   }
   const wallUs = profile.endTime - profile.startTime
   const perCall = (us: number) => (calls > 0 ? Number((us / calls).toFixed(2)) : 0)
@@ -288,17 +295,14 @@ export const summarize = (profile: CpuProfile, calls: number, topCount = 30): Su
       percent: percent(us),
       usPerCall: perCall(us)
     })).sort((a, b) => b.ms - a.ms),
-    top: Array.from(functions.values())
-      .sort((a, b) => b.us - a.us)
-      .slice(0, topCount)
-      .map(({ frame, us }) => ({
-        name: frame.functionName || "(anonymous)",
-        location: location(frame),
-        category: categorize(frame) as Category,
-        ms: Number((us / 1000).toFixed(1)),
-        percent: percent(us),
-        usPerCall: perCall(us)
-      }))
+    top: largest(functions, topCount).map(({ frame, amount: us }) => ({
+      name: frame.functionName || "(anonymous)",
+      location: location(frame),
+      category: categorize(frame) as Category,
+      ms: Number((us / 1000).toFixed(1)),
+      percent: percent(us),
+      usPerCall: perCall(us)
+    }))
   }
 }
 
