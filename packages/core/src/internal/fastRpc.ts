@@ -22,7 +22,7 @@ import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { directClient, directServer } from "./directProtocol.js"
-import * as PureCodec from "./pureCodec.js"
+import * as FastCodec from "./fastCodec.js"
 
 /**
  * Node RPC without the per-call machinery of `RpcClient.make` / `RpcServer.make`: the same wire
@@ -47,16 +47,15 @@ interface Compiled {
 
 const compiledCache = new WeakMap<Rpc.AnyWithProps, Compiled>()
 
-/** `parse`, through `PureCodec` first when the Schema is pure: the Schema runs only to report an error. */
+/** `parse`, through the compiled `fast` first if there is one: the Schema runs only for its errors. */
 const fastFirst = <A, E>(
-  schema: Schema.Schema<any, any, any>,
+  fast: ((input: unknown) => unknown) | undefined,
   parse: (input: unknown) => Either.Either<A, E>
 ): ((input: unknown) => Either.Either<A, E>) => {
-  const pure = PureCodec.compile(schema.ast)
-  if (pure === undefined) return parse
+  if (fast === undefined) return parse
   return (input) => {
-    const value = pure(input)
-    return value === PureCodec.invalid ? parse(input) : Either.right(value as A)
+    const value = fast(input)
+    return value === FastCodec.invalid ? parse(input) : Either.right(value as A)
   }
 }
 
@@ -87,8 +86,8 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
   >
   const streamSchemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
   const success = (Option.isSome(streamSchemas) ? Schema.Void : rpc.successSchema) as Schema.Schema<unknown>
-  const encodeSuccess = fastFirst(success, Schema.encodeUnknownEither(success))
-  const decodeSuccess = fastFirst(success, Schema.decodeUnknownEither(success))
+  const encodeSuccess = fastFirst(FastCodec.encoder(success.ast), Schema.encodeUnknownEither(success))
+  const decodeSuccess = fastFirst(FastCodec.decoder(success.ast), Schema.decodeUnknownEither(success))
   const encodeFullExit = Schema.encodeEither(exit)
   const decodeFullExit = Schema.decodeUnknownEither(exit)
   const chunk = Option.isSome(streamSchemas)
@@ -98,8 +97,8 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
     rpc,
     isStream: Option.isSome(streamSchemas),
     makePayload,
-    encodePayload: fastFirst(payloadSchema, Schema.encodeUnknownEither(payloadSchema)),
-    decodePayload: fastFirst(payloadSchema, Schema.decodeUnknownEither(payloadSchema)),
+    encodePayload: fastFirst(FastCodec.encoder(payloadSchema.ast), Schema.encodeUnknownEither(payloadSchema)),
+    decodePayload: fastFirst(FastCodec.decoder(payloadSchema.ast), Schema.decodeUnknownEither(payloadSchema)),
     // successes skip the generic Exit/Cause codec: same wire shape, a fraction of the work
     encodeExit: (result) =>
       Exit.isSuccess(result)
