@@ -24,6 +24,7 @@ import {
 } from "../Channels.js"
 import { Node, type NodeId } from "../Node.js"
 import * as Wire from "./channelWire.js"
+import * as FastCodec from "./fastCodec.js"
 
 // -----------------------------------------------------------------------------
 // Codecs and routing (pure)
@@ -40,8 +41,8 @@ export const codecOf = <A, I>(schema: Schema.Schema<A, I>): TopicCodec => {
   const identity = schema.ast._tag === "UnknownKeyword" || schema.ast._tag === "AnyKeyword"
   return {
     identity,
-    encode: identity ? Either.right : (Schema.encodeUnknownEither(schema) as TopicCodec["encode"]),
-    decode: identity ? Either.right : (Schema.decodeUnknownEither(schema) as TopicCodec["decode"])
+    encode: identity ? Either.right : FastCodec.encodeUnknownEither(schema),
+    decode: identity ? Either.right : FastCodec.decodeUnknownEither(schema)
   }
 }
 

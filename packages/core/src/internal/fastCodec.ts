@@ -1,5 +1,7 @@
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import type { ParseError } from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 
 /** What a fast codec returns for a value it does not take: the caller then runs the Schema. */
@@ -117,3 +119,19 @@ export const decoder = (ast: AST.AST): Codec | undefined => compile(ast, true)
 
 /** The encoding half of `decoder`. */
 export const encoder = (ast: AST.AST): Codec | undefined => compile(ast, false)
+
+/** `parse`, through the compiled `fast` first if there is one: the Schema runs only for its errors. */
+const fastFirst =
+  <A>(fast: Codec | undefined, parse: (input: unknown) => Either.Either<A, ParseError>) =>
+  (input: unknown): Either.Either<A, ParseError> => {
+    const value = fast === undefined ? invalid : fast(input)
+    return value === invalid ? parse(input) : Either.right(value as A)
+  }
+
+/** `Schema.decodeUnknownEither(schema)` (default options), through `decoder` first. */
+export const decodeUnknownEither = <A, I, R>(schema: Schema.Schema<A, I, R>) =>
+  fastFirst<A>(decoder(schema.ast), Schema.decodeUnknownEither(schema as Schema.Schema<A, I, never>))
+
+/** `Schema.encodeUnknownEither(schema)` (default options), through `encoder` first. */
+export const encodeUnknownEither = <A, I, R>(schema: Schema.Schema<A, I, R>) =>
+  fastFirst<I>(encoder(schema.ast), Schema.encodeUnknownEither(schema as Schema.Schema<A, I, never>))

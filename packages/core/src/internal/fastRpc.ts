@@ -47,18 +47,6 @@ interface Compiled {
 
 const compiledCache = new WeakMap<Rpc.AnyWithProps, Compiled>()
 
-/** `parse`, through the compiled `fast` first if there is one: the Schema runs only for its errors. */
-const fastFirst = <A, E>(
-  fast: ((input: unknown) => unknown) | undefined,
-  parse: (input: unknown) => Either.Either<A, E>
-): ((input: unknown) => Either.Either<A, E>) => {
-  if (fast === undefined) return parse
-  return (input) => {
-    const value = fast(input)
-    return value === FastCodec.invalid ? parse(input) : Either.right(value as A)
-  }
-}
-
 const noMiddleware = (rpc: Rpc.AnyWithProps) => {
   if (rpc.middlewares.size > 0) {
     throw new Error(
@@ -86,8 +74,8 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
   >
   const streamSchemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
   const success = (Option.isSome(streamSchemas) ? Schema.Void : rpc.successSchema) as Schema.Schema<unknown>
-  const encodeSuccess = fastFirst(FastCodec.encoder(success.ast), Schema.encodeUnknownEither(success))
-  const decodeSuccess = fastFirst(FastCodec.decoder(success.ast), Schema.decodeUnknownEither(success))
+  const encodeSuccess = FastCodec.encodeUnknownEither(success)
+  const decodeSuccess = FastCodec.decodeUnknownEither(success)
   const encodeFullExit = Schema.encodeEither(exit)
   const decodeFullExit = Schema.decodeUnknownEither(exit)
   const chunk = Option.isSome(streamSchemas)
@@ -97,22 +85,20 @@ const compile = (rpc: Rpc.AnyWithProps): Compiled => {
     rpc,
     isStream: Option.isSome(streamSchemas),
     makePayload,
-    encodePayload: fastFirst(FastCodec.encoder(payloadSchema.ast), Schema.encodeUnknownEither(payloadSchema)),
-    decodePayload: fastFirst(FastCodec.decoder(payloadSchema.ast), Schema.decodeUnknownEither(payloadSchema)),
+    encodePayload: FastCodec.encodeUnknownEither(payloadSchema),
+    decodePayload: FastCodec.decodeUnknownEither(payloadSchema),
     // successes skip the generic Exit/Cause codec: same wire shape, a fraction of the work
     encodeExit: (result) =>
       Exit.isSuccess(result)
         ? Either.map(encodeSuccess(result.value), (value): ExitEncoded => ({ _tag: "Success", value }))
         : encodeFullExit(result),
     decodeExit: (encoded) => {
-      const decoded =
-        (encoded as ExitEncoded | undefined)?._tag === "Success"
-          ? decodeSuccess((encoded as { readonly value: unknown }).value)
-          : decodeFullExit(encoded)
-      if (Either.isLeft(decoded)) return Exit.die(decoded.left)
-      return (encoded as ExitEncoded)._tag === "Success"
-        ? Exit.succeed(decoded.right)
-        : (decoded.right as Exit.Exit<unknown, unknown>)
+      if ((encoded as ExitEncoded | undefined)?._tag === "Success") {
+        const value = decodeSuccess((encoded as { readonly value: unknown }).value)
+        return Either.isRight(value) ? Exit.succeed(value.right) : Exit.die(value.left)
+      }
+      const exit = decodeFullExit(encoded)
+      return Either.isRight(exit) ? exit.right : Exit.die(exit.left)
     },
     encodeChunk: Schema.encodeEither(chunk),
     decodeChunk: Schema.decodeUnknownEither(chunk)
