@@ -23,7 +23,8 @@ const protocolError = (message: string, cause?: unknown) =>
  * `RpcClient.makeProtocolSocket` over `NodeSocket.makeNet`, which waits for the kernel's write
  * callback on every frame (an async suspension per call) and forks a fiber per read.
  *
- * - Writes are coalesced: the frames sent in one event-loop turn leave as one `socket.write`.
+ * - Writes are coalesced: the frames sent in one event-loop turn leave as one `socket.write`
+ *   (or one per `earlyFlushFrames` of them).
  * - Reads: the frames of a chunk are offered to the direct receiver first (`DirectClient`, in the
  *   read callback); the rest are handed to the client in one fiber.
  * - A connection error is reported to the client as `ClientProtocolError` (which fails every
