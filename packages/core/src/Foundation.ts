@@ -18,19 +18,27 @@
  * skip this module and compose the raw layers yourself.
  */
 import * as ClusterSchema from "@effect/cluster/ClusterSchema"
+import * as Entity from "@effect/cluster/Entity"
 import type * as MessageStorage from "@effect/cluster/MessageStorage"
 import { RunnerAddress } from "@effect/cluster/RunnerAddress"
 import * as RunnerHealth from "@effect/cluster/RunnerHealth"
 import type * as Runners from "@effect/cluster/Runners"
 import * as RunnerServer from "@effect/cluster/RunnerServer"
-import type { RunnerStorage } from "@effect/cluster/RunnerStorage"
+import type { Runner } from "@effect/cluster/Runner"
+import * as RunnerStorage from "@effect/cluster/RunnerStorage"
 import * as Sharding from "@effect/cluster/Sharding"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import type * as Rpc from "@effect/rpc/Rpc"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
 import type * as RpcServer from "@effect/rpc/RpcServer"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as EntityHost from "./EntityHost.js"
 import * as FailureDetector from "./FailureDetector.js"
 import * as Node from "./Node.js"
 import * as RunnerRpc from "./RunnerRpc.js"
@@ -90,6 +98,11 @@ export interface NodeOptions {
    * Default `false`: an entity that sets the annotation itself keeps its own setting.
    */
   readonly entityClientTracing?: boolean | undefined
+  /**
+   * who runs entities and carries calls to them: `foundation` (`EntityHost`, the default with the
+   * `foundation` runner transport) or `engine` (the engine's entity manager and entity client)
+   */
+  readonly entityHost?: "foundation" | "engine" | undefined
 }
 
 /** The platform-specific layers a node is made of. */
@@ -104,17 +117,18 @@ export interface NodeParts<E = never> {
   readonly engineRunnerHealth?: Layer.Layer<RunnerHealth.RunnerHealth, E> | undefined
   readonly transport: Layer.Layer<NodeTransport, E>
   readonly directory: Layer.Layer<NodeDirectory, E | NodeDirectoryError>
-  readonly runnerStorage: Layer.Layer<RunnerStorage, E>
+  readonly runnerStorage: Layer.Layer<RunnerStorage.RunnerStorage, E>
   readonly messageStorage: Layer.Layer<MessageStorage.MessageStorage, E>
 }
 
 /** The services a running node provides to the application layers above it. */
 export type NodeServices =
   | Sharding.Sharding
+  | EntityHost.EntityHost
   | Runners.Runners
   | Node.Node
   | MessageStorage.MessageStorage
-  | RunnerStorage
+  | RunnerStorage.RunnerStorage
   | ShardingConfig.ShardingConfig
 
 /** The `ShardingConfig` a node runs with, for a given mode. */
@@ -142,18 +156,133 @@ export const layerNode = <E>(
     ? (parts.engineRunnerHealth ?? RunnerHealth.layerNoop)
     : FailureDetector.layerRunnerHealth
   const runnerTransport = options.runnerTransport ?? (engineMode ? "engine" : "foundation")
+  const hosted = runnerTransport === "foundation" && options.entityHost !== "engine"
   const runner = runnerTransport === "engine" ? RunnerServer.layerWithClients : RunnerRpc.layerWithClients
-  const engine = (options.entityClientTracing === true ? runner : withoutClientTracing(runner)).pipe(
+  const traced = options.entityClientTracing === true ? runner : withoutClientTracing(runner)
+  const engine = (hosted ? withEntityHost(traced, options.entityClientTracing === true) : traced).pipe(
     Layer.provide(runnerHealth),
     Layer.provide([parts.runnerServer, parts.runnerClient])
   )
   const runtime = engineMode ? engine : Layer.merge(engine, FailureDetector.layerFailover)
+  const storage = Layer.merge(parts.runnerStorage, parts.messageStorage)
   return runtime.pipe(
     Layer.provideMerge(node),
-    Layer.provideMerge(Layer.merge(parts.runnerStorage, parts.messageStorage)),
+    Layer.provideMerge(hosted ? Layer.provideMerge(storageForHost, storage) : storage),
+    Layer.provideMerge(EntityHost.layer),
     Layer.provideMerge(ShardingConfig.layer(shardingConfigFor(options)))
   )
 }
+
+/** How often the host stops idle entities and those whose shard this node no longer owns. */
+const hostSweepInterval = Duration.millis(500)
+
+/**
+ * Installs the `EntityHost` on a runner: its `Sharding` registers the entities the host can run
+ * with the host (and forwarding handlers with the engine), and makes clients that call the host.
+ */
+const withEntityHost = <E, R>(
+  runner: Layer.Layer<Sharding.Sharding | Runners.Runners, E, R>,
+  clientTracing: boolean
+): Layer.Layer<
+  Sharding.Sharding | Runners.Runners,
+  E,
+  R | EntityHost.EntityHost | ShardingConfig.ShardingConfig
+> =>
+  Layer.flatMap(runner, (context) =>
+    Layer.scopedContext(
+      Effect.gen(function* () {
+        const sharding = Context.get(context, Sharding.Sharding)
+        const host = yield* EntityHost.EntityHost
+        host.bind(sharding, yield* ShardingConfig.ShardingConfig, yield* Effect.runtime<never>())
+        yield* host.sweep.pipe(
+          Effect.delay(hostSweepInterval),
+          Effect.forever,
+          Effect.interruptible,
+          Effect.forkScoped
+        )
+        const forwarding = (entity: Entity.Entity<any, any>) =>
+          Effect.map(Entity.CurrentAddress, (address) => {
+            const handlers: Record<string, (request: Entity.Request<Rpc.Any>) => unknown> = {}
+            for (const rpc of entity.protocol.requests.values() as Iterable<Rpc.AnyWithProps>) {
+              handlers[rpc._tag] = RpcSchema.isStreamSchema(rpc.successSchema)
+                ? (request) => {
+                    host.learn(address, EntityHost.Local)
+                    return host.stream(address, rpc, request.payload, request.headers)
+                  }
+                : (request) => {
+                    host.learn(address, EntityHost.Local)
+                    return host.call(address, rpc, request.payload, request.headers)
+                  }
+            }
+            return handlers
+          })
+        return Context.add(context, Sharding.Sharding, {
+          ...sharding,
+          registerEntity: (entity, build, options) =>
+            EntityHost.ineligible(entity as Entity.Entity<any, any>) !== undefined
+              ? sharding.registerEntity(entity, build, options)
+              : (Effect.zipRight(
+                  host.register(entity as Entity.Entity<any, any>, build, options),
+                  sharding.registerEntity(entity, forwarding(entity as Entity.Entity<any, any>) as never, {
+                    maxIdleTime: options?.maxIdleTime,
+                    concurrency: "unbounded",
+                    mailboxCapacity: "unbounded",
+                    disableFatalDefects: true
+                  })
+                ) as Effect.Effect<void, never, Scope.Scope>),
+          makeClient: (entity) =>
+            EntityHost.ineligible(entity as Entity.Entity<any, any>) !== undefined ||
+            (entity.protocol.annotations.unsafeMap.has(ClusterSchema.ClientTracingEnabled.key)
+              ? Context.get(entity.protocol.annotations, ClusterSchema.ClientTracingEnabled)
+              : clientTracing)
+              ? sharding.makeClient(entity)
+              : Effect.map(sharding.makeClient(entity), (engineClient) =>
+                  host.client(entity as Entity.Entity<any, any>, engineClient)
+                )
+        })
+      })
+    )
+  )
+
+/**
+ * The runner's shard locks, released only after the host stopped the entities on them (the engine
+ * does the same for its own entity manager), so no entity runs on two nodes at once.
+ */
+const storageForHost = Layer.effect(
+  RunnerStorage.RunnerStorage,
+  Effect.gen(function* () {
+    const storage = yield* RunnerStorage.RunnerStorage
+    const host = yield* EntityHost.EntityHost
+    const config = yield* ShardingConfig.ShardingConfig
+    const isSelf = (address: RunnerAddress) =>
+      Option.isSome(config.runnerAddress) && Equal.equals(config.runnerAddress.value, address)
+    // the engine assigns shards from this list: when it changes, routes learned before may be stale
+    let runners = ""
+    const reset = () => host.resetRoutes()
+    const observe = (list: ReadonlyArray<readonly [Runner, boolean]>) => {
+      const seen = list
+        .map(([runner, healthy]) => `${runner.address.host}:${runner.address.port}:${healthy}`)
+        .join()
+      if (seen === runners) return
+      runners = seen
+      reset()
+      // once more after the engine recomputed its assignments from this list
+      setImmediate(reset)
+    }
+    return RunnerStorage.RunnerStorage.of({
+      ...storage,
+      getRunners: Effect.tap(storage.getRunners, observe),
+      release: (address, shardId) =>
+        isSelf(address)
+          ? Effect.zipRight(host.stopShard(shardId), storage.release(address, shardId))
+          : storage.release(address, shardId),
+      releaseAll: (address) =>
+        isSelf(address)
+          ? Effect.zipRight(host.stopAll, storage.releaseAll(address))
+          : storage.releaseAll(address)
+    })
+  })
+)
 
 /**
  * `Sharding.makeClient` builds entity clients with `ClusterSchema.ClientTracingEnabled` false unless

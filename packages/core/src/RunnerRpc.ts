@@ -48,6 +48,8 @@ import * as ParseResult from "effect/ParseResult"
 import type { ParseIssue } from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import { EntityHost } from "./EntityHost.js"
+import * as EntityHostInternal from "./internal/entityHost.js"
 import * as FastRpc from "./internal/fastRpc.js"
 
 type RunnersClient = Runners.RpcClient
@@ -104,6 +106,8 @@ const decodeReply = (
 
 interface Connection {
   readonly client: RunnersClient
+  /** the same link's client of the entity host's group */
+  readonly entities: EntityHostInternal.HostClient
   readonly scope: Scope.CloseableScope
 }
 
@@ -138,23 +142,39 @@ export const make: Effect.Effect<
           const scope = yield* Scope.fork(runnersScope, ExecutionStrategy.sequential)
           const protocol = yield* Scope.extend(makeClientProtocol(address), scope)
           const link = yield* Scope.extend(FastRpc.makeLink(protocol), scope)
-          const connection: Connection = { client: link.client(Runners.Rpcs), scope }
+          const connection: Connection = {
+            client: link.client(Runners.Rpcs),
+            entities: link.client(EntityHostInternal.HostRpcs) as unknown as EntityHostInternal.HostClient,
+            scope
+          }
           connections.set(keyOf(address), connection)
           return connection
         })
       })
     )
 
-  const withClient = <A, E>(
+  const withConnection = <A, E>(
     address: RunnerAddress,
-    f: (client: RunnersClient) => Effect.Effect<A, E>
+    f: (connection: Connection) => Effect.Effect<A, E>
   ): Effect.Effect<A, E> =>
     Effect.suspend(() => {
       const existing = connections.get(keyOf(address))
-      return existing
-        ? f(existing.client)
-        : Effect.flatMap(open(address), (connection) => f(connection.client))
+      return existing ? f(existing) : Effect.flatMap(open(address), f)
     })
+
+  const withClient = <A, E>(
+    address: RunnerAddress,
+    f: (client: RunnersClient) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E> => withConnection(address, (connection) => f(connection.client))
+
+  const host = yield* Effect.serviceOption(EntityHost)
+  if (Option.isSome(host)) {
+    host.value.bindTransport({
+      client: (address) => withConnection(address, (connection) => Effect.succeed(connection.entities)),
+      clientNow: (address) => connections.get(keyOf(address))?.entities
+    })
+  }
+  const learn = Option.isSome(host) ? host.value.learn : undefined
 
   const invalidate = (address: RunnerAddress): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -189,6 +209,7 @@ export const make: Effect.Effect<
           client.Envelope({ envelope: message.envelope, persisted })
         ).pipe(Effect.catchTag("RpcClientError", () => Effect.fail(new RunnerUnavailable({ address }))))
       }
+      learn?.(message.envelope.address, address)
       const respondDefect = (defect: unknown) =>
         persisted ? Effect.fail(new RunnerUnavailable({ address })) : dieReply(message, defect)
       if (!RpcSchema.isStreamSchema(rpc.successSchema)) {
@@ -267,6 +288,8 @@ export const layerServer: Layer.Layer<
       Runners.Rpcs,
       yield* Effect.context<Rpc.ToHandler<RpcGroup.Rpcs<typeof Runners.Rpcs>>>()
     )
+    const host = yield* Effect.serviceOption(EntityHost)
+    if (Option.isSome(host)) yield* host.value.serve(handlers)
   })
 ).pipe(Layer.provide(RunnerServer.layerHandlers))
 

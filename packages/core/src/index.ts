@@ -4,6 +4,7 @@
 export * as Channels from "./Channels.js"
 export * as ClusterConfig from "./ClusterConfig.js"
 export * as FailureDetector from "./FailureDetector.js"
+export * as EntityHost from "./EntityHost.js"
 export * as Foundation from "./Foundation.js"
 export * as Health from "./Health.js"
 export * as Metrics from "./Metrics.js"

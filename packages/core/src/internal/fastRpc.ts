@@ -13,7 +13,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
@@ -32,7 +31,8 @@ import * as FastCodec from "./fastCodec.js"
  * Payloads, successes, errors and stream chunks still cross the boundary through their Schemas.
  */
 
-interface Compiled {
+/** An rpc's codecs, compiled once (`compile`). */
+export interface Compiled {
   readonly rpc: Rpc.AnyWithProps
   readonly isStream: boolean
   readonly makePayload: (payload: unknown) => unknown
@@ -55,7 +55,8 @@ const noMiddleware = (rpc: Rpc.AnyWithProps) => {
   }
 }
 
-const compile = (rpc: Rpc.AnyWithProps): Compiled => {
+/** The codecs of `rpc`, compiled on first use and cached; an rpc with middleware is refused. */
+export const compile = (rpc: Rpc.AnyWithProps): Compiled => {
   const cached = compiledCache.get(rpc)
   if (cached) return cached
   noMiddleware(rpc)
@@ -366,12 +367,25 @@ interface Served {
   readonly runtime: Runtime.Runtime<never>
 }
 
+/**
+ * A handler that runs without a fiber of its own: it is given the decoded payload and a callback
+ * for the exit, and returns how to interrupt the request. For a service that already runs requests
+ * in fibers of its own (the entity host), so a request costs one fiber instead of two.
+ */
+export type RawHandler = (
+  payload: unknown,
+  headers: Headers.Headers,
+  onExit: (exit: Exit.Exit<unknown, unknown>) => void
+) => () => void
+
 /** The handlers of an endpoint, by rpc tag; groups are added and removed while it serves. */
 export interface Handlers {
   readonly add: <Rpcs extends Rpc.Any>(
     group: RpcGroup.RpcGroup<Rpcs>,
     context: Context.Context<never>
   ) => Effect.Effect<void, never, Scope.Scope>
+  /** serves a non-stream `rpc` with a `RawHandler` */
+  readonly addRaw: (rpc: Rpc.AnyWithProps, handler: RawHandler) => Effect.Effect<void, never, Scope.Scope>
 }
 
 /**
@@ -384,7 +398,14 @@ export interface Handlers {
 export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handlers, never, Scope.Scope> =>
   Effect.gen(function* () {
     const served = new Map<string, Served>()
-    const clients = new Map<number, Map<string, Fiber.RuntimeFiber<unknown, unknown>>>()
+    const raw = new Map<string, { readonly compiled: Compiled; readonly handler: RawHandler }>()
+    // how to interrupt each running request, by client and request id
+    const clients = new Map<number, Map<string, () => void>>()
+    const runningOf = (clientId: number) => {
+      let running = clients.get(clientId)
+      if (!running) clients.set(clientId, (running = new Map<string, () => void>()))
+      return running
+    }
     const latches = new Map<string, Effect.Latch>()
     const base = yield* Effect.runtime<never>()
     const direct = directServer(protocol)
@@ -428,7 +449,36 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       }).pipe(Effect.ensuring(Effect.sync(() => latches.delete(`${clientId}:${requestId}`))))
     }
 
+    const startRaw = (
+      clientId: number,
+      message: Extract<FromClientEncoded, { _tag: "Request" }>,
+      entry: { readonly compiled: Compiled; readonly handler: RawHandler }
+    ) => {
+      const payload = entry.compiled.decodePayload(message.payload)
+      if (Either.isLeft(payload)) {
+        return respondNow(clientId, {
+          _tag: "Exit",
+          requestId: message.id,
+          exit: dieEncoded(new Error(`Invalid payload for ${message.tag}: ${payload.left.message}`))
+        })
+      }
+      const running = runningOf(clientId)
+      let done = false
+      const interrupt = entry.handler(
+        payload.right,
+        message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers),
+        (exit) => {
+          done = true
+          running.delete(message.id)
+          respondNow(clientId, exitMessage(entry.compiled, message.id, exit))
+        }
+      )
+      if (!done) running.set(message.id, interrupt)
+    }
+
     const start = (clientId: number, message: Extract<FromClientEncoded, { _tag: "Request" }>) => {
+      const rawEntry = raw.get(message.tag)
+      if (rawEntry) return startRaw(clientId, message, rawEntry)
       const entry = served.get(message.tag)
       if (!entry) {
         return respondNow(clientId, {
@@ -465,13 +515,12 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
             )
           : streamBody(entry, clientId, message.id, value as Stream.Stream<unknown, unknown>)
       const uninterruptible = wrapped && (result as { uninterruptible?: boolean }).uninterruptible === true
-      let fibers = clients.get(clientId)
-      if (!fibers) clients.set(clientId, (fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()))
+      const running = runningOf(clientId)
       // the answer is written by the fiber's observer, which runs whatever ended it (interruption too)
       const fiber = Runtime.runFork(entry.runtime, uninterruptible ? Effect.uninterruptible(body) : body)
-      fibers.set(message.id, fiber)
+      running.set(message.id, () => fiber.unsafeInterruptAsFork(fiber.id()))
       fiber.addObserver((exit) => {
-        fibers.delete(message.id)
+        running.delete(message.id)
         respondNow(clientId, exitMessage(entry.compiled, message.id, exit))
       })
     }
@@ -485,8 +534,7 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
           latches.get(`${clientId}:${message.requestId}`)?.unsafeOpen()
           break
         case "Interrupt": {
-          const fiber = clients.get(clientId)?.get(message.requestId)
-          if (fiber) fiber.unsafeInterruptAsFork(fiber.id())
+          clients.get(clientId)?.get(message.requestId)?.()
           break
         }
         case "Ping":
@@ -499,9 +547,9 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
     yield* protocol.disconnects.take.pipe(
       Effect.flatMap((clientId) =>
         Effect.suspend(() => {
-          const fibers = clients.get(clientId)
+          const running = clients.get(clientId)
           clients.delete(clientId)
-          if (fibers) for (const fiber of fibers.values()) fiber.unsafeInterruptAsFork(fiber.id())
+          if (running) for (const interrupt of running.values()) interrupt()
           return Effect.void
         })
       ),
@@ -516,11 +564,9 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       .pipe(Effect.interruptible, Effect.forkScoped)
 
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(
-        Array.from(clients.values()).flatMap((fibers) => Array.from(fibers.values())),
-        (fiber) => fiber.interruptAsFork(fiber.id()),
-        { discard: true }
-      )
+      Effect.sync(() => {
+        for (const running of clients.values()) for (const interrupt of running.values()) interrupt()
+      })
     )
 
     return {
@@ -529,7 +575,9 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
           Effect.sync(() => {
             const tags: Array<string> = []
             for (const rpc of group.requests.values() as Iterable<Rpc.AnyWithProps>) {
-              if (served.has(rpc._tag)) throw new Error(`rpc ${rpc._tag} is already served on this node`)
+              if (served.has(rpc._tag) || raw.has(rpc._tag)) {
+                throw new Error(`rpc ${rpc._tag} is already served on this node`)
+              }
               const handler = context.unsafeMap.get(rpc.key) as Rpc.Handler<string> | undefined
               if (!handler) throw new Error(`no handler for rpc ${rpc._tag} (provide the group's toLayer)`)
               served.set(rpc._tag, {
@@ -547,6 +595,16 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
             return tags
           }),
           (tags) => Effect.sync(() => tags.forEach((tag) => served.delete(tag)))
-        ).pipe(Effect.asVoid, Effect.orDie)
+        ).pipe(Effect.asVoid, Effect.orDie),
+      addRaw: (rpc, handler) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            if (served.has(rpc._tag) || raw.has(rpc._tag)) {
+              throw new Error(`rpc ${rpc._tag} is already served on this node`)
+            }
+            raw.set(rpc._tag, { compiled: compile(rpc), handler })
+          }),
+          () => Effect.sync(() => raw.delete(rpc._tag))
+        ).pipe(Effect.orDie)
     }
   })
