@@ -262,6 +262,7 @@ const storageForHost = Layer.effect(
     const observe = (list: ReadonlyArray<readonly [Runner, boolean]>) => {
       const seen = list
         .map(([runner, healthy]) => `${runner.address.host}:${runner.address.port}:${healthy}`)
+        .sort()
         .join()
       if (seen === runners) return
       runners = seen

@@ -144,7 +144,7 @@ export const make: Effect.Effect<
           const link = yield* Scope.extend(FastRpc.makeLink(protocol), scope)
           const connection: Connection = {
             client: link.client(Runners.Rpcs),
-            entities: link.client(EntityHostInternal.HostRpcs) as unknown as EntityHostInternal.HostClient,
+            entities: EntityHostInternal.hostClient(link),
             scope
           }
           connections.set(keyOf(address), connection)

@@ -26,6 +26,7 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -77,16 +78,20 @@ export class HostRpcs extends RpcGroup.make(CallRpc, StreamRpc) {}
 class StreamRpcs extends RpcGroup.make(StreamRpc) {}
 
 /** A runner link's client of `HostRpcs`. */
-export type HostClient = {
-  readonly "Foundation/EntityHost/Call": (
-    target: TargetData,
-    options?: { readonly headers?: Headers.Input }
-  ) => Effect.Effect<unknown, NotHere | MailboxFull | RpcClientError>
-  readonly "Foundation/EntityHost/Stream": (
+export interface HostClient {
+  /** `HostRpcs`' call; its exit fails with `NotHere`, `MailboxFull` or the link's `RpcClientError` */
+  readonly call: FastRpc.RawCall
+  readonly stream: (
     target: TargetData,
     options?: { readonly headers?: Headers.Input }
   ) => Stream.Stream<unknown, NotHere | MailboxFull | StreamFailed | RpcClientError>
 }
+
+/** The host's client over one runner link. */
+export const hostClient = (link: FastRpc.Link): HostClient => ({
+  call: link.raw(CallRpc as unknown as Rpc.AnyWithProps),
+  stream: link.client(HostRpcs)["Foundation/EntityHost/Stream"] as HostClient["stream"]
+})
 
 interface TargetData {
   readonly entityType: string
@@ -292,9 +297,10 @@ export const make = (): Host => {
       (wrapped && (work.result as Rpc.Wrapper<unknown>).uninterruptible) ||
       ClusterSchema.Uninterruptible.forServer(work.rpc.annotations)
     const body = work.body(value)
+    // the runtime's flags are the default ones: interruptible unless the rpc says otherwise
     const fiber = Runtime.runFork(
       runtimeFor(instance, work.rpc),
-      uninterruptible ? Effect.uninterruptible(body) : Effect.interruptible(body)
+      uninterruptible ? Effect.uninterruptible(body) : body
     )
     work.fiber = fiber
     ;(forked ? instance.forked : instance.running).add(work)
@@ -594,41 +600,28 @@ export const make = (): Host => {
   /** `HostRpcs`' call, run without a transport fiber: the host's own fiber is the request's. */
   const serveCall: FastRpc.RawHandler = (encoded, headers, onExit) => {
     const target = encoded as TargetData
-    const address = addressOf(target)
+    // an entity's shard follows from its id: a running instance's address is the one to use
+    const address =
+      hostedTypes.get(target.entityType)?.instances.get(target.entityId)?.address ?? addressOf(target)
     const rpc = rpcOf(target)
     if (!rpc) {
       onExit(Exit.fail(notHere(address)))
       return noop
     }
     const codecs = FastRpc.compile(rpc)
-    const wire = (exit: Exit.Exit<unknown, unknown>) => {
-      const encodedExit = codecs.encodeExit(exit)
-      onExit(
-        Exit.succeed(
-          Either.isRight(encodedExit)
-            ? encodedExit.right
-            : Either.getOrThrow(codecs.encodeExit(Exit.die(encodedExit.left)))
-        )
-      )
-    }
     const payload = codecs.decodePayload(target.payload)
     if (Either.isLeft(payload)) {
-      wire(Exit.die(payload.left))
+      replyEncoded(codecs, onExit, Exit.die(payload.left))
       return noop
     }
-    const work = submit(address, rpc, payload.right, headers, asEffect, wire)
+    const work = submit(address, rpc, payload.right, headers, asEffect, (exit) =>
+      replyEncoded(codecs, onExit, exit)
+    )
     if (!("rpc" in work)) {
       onExit(Exit.fail(work))
       return noop
     }
     return () => cancel(address, work)
-  }
-
-  const causeCodec = (rpc: Rpc.AnyWithProps) => {
-    const schemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
-    const failure = Option.isSome(schemas) ? schemas.value.failure : Schema.Never
-    const cause = Schema.Cause({ error: failure as Schema.Schema<unknown, unknown>, defect: Schema.Defect })
-    return { encode: Schema.encodeEither(cause), decode: Schema.decodeUnknownEither(cause) }
   }
 
   const serveStream = (target: TargetData, headers: Headers.Headers) =>
@@ -639,7 +632,7 @@ export const make = (): Host => {
       const codecs = FastRpc.compile(rpc)
       const payload = codecs.decodePayload(target.payload)
       if (Either.isLeft(payload)) return Stream.die(payload.left)
-      const encodeCause = causeCodec(rpc).encode
+      const encodeCause = causeCodecOf(rpc).encode
       return stream(address, rpc, payload.right, headers).pipe(
         Stream.mapChunksEffect((chunk) => {
           const encoded = codecs.encodeChunk(Chunk.toReadonlyArray(chunk))
@@ -692,6 +685,8 @@ export const make = (): Host => {
         stats.viaEngine++
         return engineClient(entityId)
       }
+      const viaEngine = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) =>
+        engine()[rpc._tag](payload, options) as Effect.Effect<unknown, unknown>
       const targetOf = (rpc: Rpc.AnyWithProps, payload: unknown): TargetData => ({
         entityType: entity.type,
         entityId,
@@ -703,64 +698,87 @@ export const make = (): Host => {
       const forget = () => {
         routes.delete(key)
       }
+      // the owner refused (`NotHere`) or could not be reached: the engine routes this call
+      const rerouted = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
+        forget()
+        return viaEngine(rpc, payload, options)
+      }
+      // the exit of a direct call: the entity's exit, or the host's refusal, or the link's failure
+      const settle = (
+        exit: Exit.Exit<unknown, unknown>,
+        codecs: FastRpc.Compiled,
+        rpc: Rpc.AnyWithProps,
+        payload: unknown,
+        options: any
+      ): Effect.Effect<unknown, unknown> => {
+        if (exit._tag === "Success") return codecs.decodeExit(exit.value)
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isNone(failure) || failure.value instanceof MailboxFull) return exit
+        return rerouted(rpc, payload, options)
+      }
 
+      const local = (
+        rpc: Rpc.AnyWithProps,
+        codecs: FastRpc.Compiled,
+        made: unknown,
+        payload: unknown,
+        options: any
+      ) => {
+        const headers = options?.headers === undefined ? Headers.empty : Headers.fromInput(options.headers)
+        if (!simulate()) {
+          return Effect.catchIf(call(address, rpc, made, headers), isNotHere, () =>
+            rerouted(rpc, payload, options)
+          )
+        }
+        const encoded = codecs.encodePayload(made)
+        if (Either.isLeft(encoded)) return Effect.die(encoded.left)
+        const decoded = codecs.decodePayload(encoded.right)
+        if (Either.isLeft(decoded)) return Effect.die(decoded.left)
+        return Effect.flatMap(Effect.exit(call(address, rpc, decoded.right, headers)), (exit) => {
+          if (refusalOf(exit) instanceof NotHere) return rerouted(rpc, payload, options)
+          const wire = codecs.encodeExit(exit)
+          return Either.isRight(wire) ? codecs.decodeExit(wire.right) : Exit.die(wire.left)
+        })
+      }
+
+      // one `Effect.async` per call on another node: the route is read when the call runs
       const callEffect = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
         const codecs = FastRpc.compile(rpc)
-        const viaEngine = () => engine()[rpc._tag](payload, options) as Effect.Effect<unknown, unknown>
-        return Effect.suspend(() => {
+        return Effect.async<unknown, unknown>((resume) => {
           let made: unknown
           try {
             made = codecs.makePayload(payload)
           } catch (defect) {
-            return Effect.die(defect)
+            return resume(Effect.die(defect))
           }
-          const headers = options?.headers === undefined ? Headers.empty : Headers.fromInput(options.headers)
           const route = routes.get(key)
-          if (route === Local) {
-            if (!simulate()) {
-              return Effect.catchIf(call(address, rpc, made, headers), isNotHere, () => {
-                forget()
-                return viaEngine()
-              })
-            }
-            const encoded = codecs.encodePayload(made)
-            if (Either.isLeft(encoded)) return Effect.die(encoded.left)
-            const decoded = codecs.decodePayload(encoded.right)
-            if (Either.isLeft(decoded)) return Effect.die(decoded.left)
-            return call(address, rpc, decoded.right, headers).pipe(
-              Effect.exit,
-              Effect.flatMap((exit) => {
-                if (isNotHereExit(exit)) {
-                  forget()
-                  return viaEngine()
-                }
-                const wire = codecs.encodeExit(exit)
-                return Either.isRight(wire) ? codecs.decodeExit(wire.right) : Exit.die(wire.left)
-              })
+          if (route === Local) return resume(local(rpc, codecs, made, payload, options))
+          if (route === undefined || transport === undefined) return resume(viaEngine(rpc, payload, options))
+          const encoded = codecs.encodePayload(made)
+          if (Either.isLeft(encoded)) return resume(Effect.die(encoded.left))
+          stats.direct++
+          const open = transport.clientNow(route)
+          if (!open) {
+            return resume(
+              Effect.flatMap(transport.client(route), (remote) =>
+                Effect.async<unknown, unknown>((resume) =>
+                  remote.call(targetOf(rpc, encoded.right), options?.headers, (exit) =>
+                    resume(settle(exit, codecs, rpc, payload, options))
+                  )
+                )
+              )
             )
           }
-          if (route === undefined || transport === undefined) return viaEngine()
-          const encoded = codecs.encodePayload(made)
-          if (Either.isLeft(encoded)) return Effect.die(encoded.left)
-          stats.direct++
-          const send = (remote: HostClient) =>
-            Effect.matchEffect(remote["Foundation/EntityHost/Call"](targetOf(rpc, encoded.right), options), {
-              onSuccess: codecs.decodeExit,
-              onFailure: (error) => {
-                if (error._tag === "MailboxFull") return Effect.fail(error)
-                forget()
-                return viaEngine()
-              }
-            })
-          const open = transport.clientNow(route)
-          return open ? send(open) : Effect.flatMap(transport.client(route), send)
+          return open.call(targetOf(rpc, encoded.right), options?.headers, (exit) =>
+            resume(settle(exit, codecs, rpc, payload, options))
+          )
         })
       }
 
       const callStream = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
         const codecs = FastRpc.compile(rpc)
         const viaEngine = () => engine()[rpc._tag](payload, options) as Stream.Stream<unknown, unknown>
-        const decodeCause = causeCodec(rpc).decode
+        const decodeCause = causeCodecOf(rpc).decode
         return Stream.suspend(() => {
           let made: unknown
           try {
@@ -788,7 +806,7 @@ export const make = (): Host => {
           stats.direct++
           return Stream.unwrap(
             Effect.map(transport.client(route), (remote) =>
-              remote["Foundation/EntityHost/Stream"](targetOf(rpc, encoded.right), options).pipe(
+              remote.stream(targetOf(rpc, encoded.right), options).pipe(
                 Stream.mapChunksEffect((chunk) => {
                   received = true
                   const values = codecs.decodeChunk(Chunk.toReadonlyArray(chunk))
@@ -902,11 +920,43 @@ export const make = (): Host => {
   }
 }
 
+interface CauseCodec {
+  readonly encode: (cause: Cause.Cause<unknown>) => Either.Either<unknown, ParseResult.ParseError>
+  readonly decode: (encoded: unknown) => Either.Either<Cause.Cause<unknown>, ParseResult.ParseError>
+}
+
+const causeCodecs = new WeakMap<Rpc.AnyWithProps, CauseCodec>()
+
+/** The codec of a stream rpc's failure `Cause` (its stream error Schema), compiled once. */
+const causeCodecOf = (rpc: Rpc.AnyWithProps): CauseCodec => {
+  let codec = causeCodecs.get(rpc)
+  if (!codec) {
+    const schemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
+    const failure = Option.isSome(schemas) ? schemas.value.failure : Schema.Never
+    const cause = Schema.Cause({ error: failure as Schema.Schema<unknown, unknown>, defect: Schema.Defect })
+    codec = { encode: Schema.encodeEither(cause), decode: Schema.decodeUnknownEither(cause) }
+    causeCodecs.set(rpc, codec)
+  }
+  return codec
+}
+
+/** Answers a direct call with the entity's exit, encoded with the rpc's Schemas. */
+const replyEncoded = (
+  codecs: FastRpc.Compiled,
+  onExit: (exit: Exit.Exit<unknown, unknown>) => void,
+  exit: Exit.Exit<unknown, unknown>
+) => {
+  const encoded = codecs.encodeExit(exit)
+  onExit(
+    Exit.succeed(
+      Either.isRight(encoded) ? encoded.right : Either.getOrThrow(codecs.encodeExit(Exit.die(encoded.left)))
+    )
+  )
+}
+
 const asEffect = (result: unknown) => result as Effect.Effect<unknown, unknown>
 
 const isNotHere = (error: unknown): error is NotHere => error instanceof NotHere
-
-const isNotHereExit = (exit: Exit.Exit<unknown, unknown>) => refusalOf(exit) instanceof NotHere
 
 /** The host's own refusals (`NotHere`, `MailboxFull`), which the transport carries apart from the entity's exit. */
 const refusalOf = (exit: Exit.Exit<unknown, unknown>): NotHere | MailboxFull | undefined => {

@@ -139,7 +139,19 @@ export interface Link {
   readonly client: <Rpcs extends Rpc.Any>(
     group: RpcGroup.RpcGroup<Rpcs>
   ) => RpcClient.RpcClient<Rpcs, RpcClientError>
+  /** a non-stream `rpc` as a `RawCall`, for callers that already run inside an `Effect.async` */
+  readonly raw: (rpc: Rpc.AnyWithProps) => RawCall
 }
+
+/**
+ * Sends one request now and hands its exit (decoded, or the connection's error) to `onExit`;
+ * returns what interrupts it. The client-side mirror of `RawHandler`.
+ */
+export type RawCall = (
+  payload: unknown,
+  headers: Headers.Input | undefined,
+  onExit: (exit: Exit.Exit<unknown, unknown>) => void
+) => Effect.Effect<void>
 
 /**
  * Runs the client side of `protocol`: answers are matched to waiting calls by request id, decoded
@@ -280,22 +292,35 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
           return Either.isLeft(message) ? Effect.die(message.left) : protocol.send(message.right)
         })
       }
-      return Effect.async<unknown, unknown>((resume) => {
-        if (closed) return resume(Effect.fail(closedError()))
-        const id = String(nextId++)
-        const message = request(compiled, id, payload, options?.headers)
-        if (Either.isLeft(message)) return resume(Effect.die(message.left))
-        const entry: Waiting = { _tag: "Effect", compiled, resume }
-        waiting.set(id, entry)
-        const error = sendNow(message.right)
-        if (error) {
-          waiting.delete(id)
-          return resume(Effect.fail(error))
-        }
-        return Effect.suspend(() =>
-          waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
-        )
-      })
+      return Effect.async<unknown, unknown>((resume) => callRaw(compiled, payload, options?.headers, resume))
+    }
+
+    const callRaw = (
+      compiled: Compiled,
+      payload: unknown,
+      headers: Headers.Input | undefined,
+      onExit: (exit: Exit.Exit<unknown, unknown>) => void
+    ): Effect.Effect<void> => {
+      if (closed) {
+        onExit(Exit.fail(closedError()))
+        return Effect.void
+      }
+      const id = String(nextId++)
+      const message = request(compiled, id, payload, headers)
+      if (Either.isLeft(message)) {
+        onExit(Exit.die(message.left))
+        return Effect.void
+      }
+      waiting.set(id, { _tag: "Effect", compiled, resume: onExit })
+      const error = sendNow(message.right)
+      if (error) {
+        waiting.delete(id)
+        onExit(Exit.fail(error))
+        return Effect.void
+      }
+      return Effect.suspend(() =>
+        waiting.delete(id) ? send({ _tag: "Interrupt", requestId: id }) : Effect.void
+      )
     }
 
     const stream = (
@@ -353,6 +378,10 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
           clients.set(group, client)
         }
         return client as RpcClient.RpcClient<Rpcs, RpcClientError>
+      },
+      raw: (rpc) => {
+        const compiled = compile(rpc)
+        return (payload, headers, onExit) => callRaw(compiled, payload, headers, onExit)
       }
     }
   })
