@@ -32,12 +32,22 @@ class Log extends Context.Tag("test/EntityHost/Log")<
   { built: number; closed: number; order: Array<string>; crashed: Set<string> }
 >() {}
 
+/** Every node's instance starts and stops, in order, across the cluster. */
+const lifecycle: Array<string> = []
+
 const CounterLive = Counter.toLayer(
   Effect.gen(function* () {
     const node = yield* Node.Node
     const log = yield* Log
+    const { entityId } = yield* Entity.CurrentAddress
     log.built++
-    yield* Effect.addFinalizer(() => Effect.sync(() => log.closed++))
+    lifecycle.push(`built ${entityId} on ${node.self.id}`)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        log.closed++
+        lifecycle.push(`closed ${entityId} on ${node.self.id}`)
+      })
+    )
     let total = 0
     return Counter.of({
       Add: ({ payload }) => Effect.sync(() => (total += payload.by)),
@@ -209,6 +219,61 @@ describe("EntityHost", () => {
       )
       expect(total).toBe(5)
     })
+  )
+
+  it.scopedLive(
+    "a node that stops finishes its entities' requests, and stops them before the next owner starts them",
+    () =>
+      Effect.gen(function* () {
+        const cluster = yield* TestCluster.make({ nodes: 2, layer: CounterLive })
+        yield* cluster.awaitConverged()
+        const id = yield* idOn(cluster, "node-2")
+        const slow = yield* Effect.fork(
+          cluster.on(
+            "node-1",
+            Effect.flatMap(Counter.client, (client) => client(id).Slow({ label: "in flight" }))
+          )
+        )
+        yield* Effect.sleep("5 millis")
+        yield* cluster.stop("node-2")
+        expect(yield* Fiber.join(slow)).toBe("in flight")
+        const where = yield* cluster.on(
+          "node-1",
+          Effect.flatMap(Counter.client, (client) => client(id).Where().pipe(Effect.timeout("10 seconds")))
+        )
+        expect(where).toBe("node-1")
+        const events = lifecycle.filter(
+          (event) => event.startsWith(`built ${id} `) || event.startsWith(`closed ${id} `)
+        )
+        expect(events.indexOf(`closed ${id} on node-2`)).toBeGreaterThan(-1)
+        expect(events.indexOf(`closed ${id} on node-2`)).toBeLessThan(
+          events.lastIndexOf(`built ${id} on node-1`)
+        )
+
+        // node-2 back: its shards move from node-1, which stops the entity before releasing them
+        yield* cluster.restart("node-2")
+        yield* cluster.awaitConverged()
+        const back = yield* cluster.on(
+          "node-1",
+          Effect.flatMap(Counter.client, (client) =>
+            client(id)
+              .Where()
+              .pipe(
+                Effect.delay("20 millis"),
+                Effect.repeat({ until: (node) => node === "node-2" }),
+                Effect.timeout("10 seconds")
+              )
+          )
+        )
+        expect(back).toBe("node-2")
+        const moved = lifecycle.filter(
+          (event) => event.startsWith(`built ${id} `) || event.startsWith(`closed ${id} `)
+        )
+        expect(moved.lastIndexOf(`closed ${id} on node-1`)).toBeGreaterThan(-1)
+        expect(moved.lastIndexOf(`closed ${id} on node-1`)).toBeLessThan(
+          moved.lastIndexOf(`built ${id} on node-2`)
+        )
+      })
   )
 
   it.scopedLive("an interrupted queued request never runs", () =>

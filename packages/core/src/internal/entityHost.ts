@@ -162,6 +162,8 @@ interface Instance {
   lastActive: number
   restarting: boolean
   closing: boolean
+  /** the fiber building the handlers, while it runs */
+  building: Fiber.RuntimeFiber<Context.Context<never>> | undefined
   onDrained: (() => void) | undefined
 }
 
@@ -377,13 +379,20 @@ export const make = (): Host => {
       Effect.retry(hosted.retryPolicy),
       Effect.annotateLogs({ module: "EntityHost", address: instance.address.toString() })
     ) as Effect.Effect<Context.Context<never>>
-    Runtime.runFork(runtime!, building).addObserver((exit) => {
+    const fiber = Runtime.runFork(runtime!, building)
+    instance.building = fiber
+    fiber.addObserver((exit) => {
+      instance.building = undefined
       if (Exit.isFailure(exit)) return
       instance.handlers = Context.merge(handlerContext, exit.value)
       instance.runtimes.clear()
       instance.restarting = false
       pump(instance)
     })
+  }
+
+  const interruptQueued = (instance: Instance) => {
+    for (const work of instance.queue.splice(0)) work.onExit(Exit.interrupt(FiberId.none))
   }
 
   const restart = (instance: Instance, cause: Cause.Cause<unknown>) => {
@@ -404,7 +413,10 @@ export const make = (): Host => {
         Effect.map((scope) => {
           instance.scope = scope
           instance.handlers = undefined
-          build(instance)
+          if (!instance.closing) return build(instance)
+          // stopped while it waited to restart: its requests end as the entity did
+          interruptQueued(instance)
+          checkDrained(instance)
         }),
         Effect.annotateLogs({ module: "EntityHost", address: instance.address.toString() })
       )
@@ -427,6 +439,7 @@ export const make = (): Host => {
       lastActive: Date.now(),
       restarting: false,
       closing: false,
+      building: undefined,
       onDrained: undefined
     }
     hosted.instances.set(address.entityId, instance)
@@ -449,14 +462,11 @@ export const make = (): Host => {
         instance.onDrained = () => resume(Effect.void)
         checkDrained(instance)
       })
-      const interruptQueued = Effect.sync(() => {
-        for (const work of instance.queue.splice(0)) work.onExit(Exit.interrupt(FiberId.none))
-      })
       return drained.pipe(
         Effect.timeout(config!.entityTerminationTimeout),
         Effect.catchAll(() =>
           Effect.zipRight(
-            interruptQueued,
+            Effect.sync(() => interruptQueued(instance)),
             Effect.forEach(
               [...instance.running, ...instance.forked],
               (work) =>
@@ -465,7 +475,17 @@ export const make = (): Host => {
             )
           )
         ),
-        Effect.zipRight(Scope.close(instance.scope, Exit.void))
+        // a build still retrying after a defect, and whatever scope the entity has by now
+        Effect.zipRight(
+          Effect.suspend(() =>
+            Effect.zipRight(
+              instance.building
+                ? Effect.asVoid(instance.building.interruptAsFork(FiberId.none))
+                : Effect.void,
+              Scope.close(instance.scope, Exit.void)
+            )
+          )
+        )
       )
     })
 
