@@ -12,6 +12,9 @@
  * ShardingConfig.layer({ ...Foundation.shardingDefaults, runnerAddress })
  * Sharding.makeClient(entity.annotate(ClusterSchema.ClientTracingEnabled, false)) // unless the entity
  *                                                       // sets it, or entityClientTracing is true
+ * EntityHost.layer                                      // entityHost "foundation" (default): Sharding's
+ *   // registerEntity / makeClient go to the host; RunnerStorage.release / releaseAll stop the shard's
+ *   // entities first; getRunners changes reset the host's routes (see EntityHost)
  * ```
  * The platform package supplies the parts: the runner and node server protocols, the runner client
  * protocol, the node transport, the directory and the two storages. Swap any part for your own, or

@@ -16,6 +16,9 @@
  * `RpcServer`'s per-request context merge. Failover is the engine's: a connection that fails fails
  * its calls with `RpcClientError`, which `send` turns into `RunnerUnavailable`, and `Sharding`
  * retries elsewhere. Drop down to `RunnerServer.layerWithClients` for the engine's own transport.
+ *
+ * With an `EntityHost` in context, the same links also carry the host's calls (`HostRpcs`, served
+ * beside `Runners.Rpcs`), and `send` tells the host which runner the engine chose for each shard.
  */
 import { type MalformedMessage, RunnerUnavailable } from "@effect/cluster/ClusterError"
 import * as ClusterSchema from "@effect/cluster/ClusterSchema"

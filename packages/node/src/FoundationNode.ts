@@ -5,7 +5,7 @@
  * What `layer(options)` builds, in raw calls:
  * ```ts
  * Foundation.layerNode({ id, address, runnerAddress, sharding, failureDetection, runnerTransport,
- *   entityClientTracing }, {                                    // runner hop: RunnerRpc by default
+ *   entityClientTracing, entityHost }, {                        // runner hop: RunnerRpc, entities: EntityHost
  *   nodeServer:   SocketTransport.layerServer("node", { host, port }),
  *   runnerServer: SocketTransport.layerServer("runner", { host, port: runnerPort }),
  *   runnerClient: SocketTransport.layerRunnerClient,                // NodeClusterSocket.layerClientProtocol + fixes
@@ -80,6 +80,8 @@ export interface Options<E = never> {
   readonly runnerTransport?: Foundation.NodeOptions["runnerTransport"]
   /** a span per entity call on the caller (default `false`, see `Foundation.NodeOptions`) */
   readonly entityClientTracing?: boolean | undefined
+  /** `foundation` (default: the `EntityHost` runs entities, see `docs/entities.md`) or `engine` */
+  readonly entityHost?: Foundation.NodeOptions["entityHost"]
 }
 
 /** What can stop a node from starting. */
@@ -95,7 +97,8 @@ export const nodeOptions = (options: Options<unknown>): Foundation.NodeOptions =
     sharding: options.sharding,
     failureDetection: options.failureDetection,
     runnerTransport: options.runnerTransport,
-    entityClientTracing: options.entityClientTracing
+    entityClientTracing: options.entityClientTracing,
+    entityHost: options.entityHost
   }
 }
 

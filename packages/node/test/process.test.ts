@@ -1,5 +1,6 @@
 import { RunnerStorage } from "@effect/cluster/RunnerStorage"
 import { describe, expect, it } from "@effect/vitest"
+import * as EntityHost from "@foundation/core/EntityHost"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
@@ -58,6 +59,14 @@ describe("a node process run by `foundation node` (NodeRuntime.runMain)", () => 
           { timeoutMs: 15_000, intervalMs: 250 }
         )
         expect(onChild[0].runner).toBe(`127.0.0.1:${childRunnerPort}`)
+        // once the engine routed a call to the child, the observer's host calls the child's host directly
+        const direct = () => observer.run(Effect.map(EntityHost.EntityHost, (host) => host.stats.direct))
+        const directBefore = yield* direct()
+        yield* placements(
+          observer,
+          onChild.map((p) => p.entityId)
+        )
+        expect((yield* direct()) - directBefore).toBe(onChild.length)
 
         const down = yield* nextDown(observer, "child")
         const stoppedAt = Date.now()
