@@ -118,6 +118,9 @@ type ExitEncoded = Schema.ExitEncoded<unknown, unknown, unknown>
 
 const noHeaders: ReadonlyArray<[string, string]> = []
 
+/** `decodeOrRefuse`'s answer for a payload that failed its Schema. */
+const refused: unique symbol = Symbol("refused")
+
 // -----------------------------------------------------------------------------
 // Client
 // -----------------------------------------------------------------------------
@@ -478,23 +481,33 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       }).pipe(Effect.ensuring(Effect.sync(() => latches.delete(`${clientId}:${requestId}`))))
     }
 
+    /** The request's payload, decoded; or `refused` once a payload its Schema rejects was answered. */
+    const decodeOrRefuse = (
+      clientId: number,
+      message: Extract<FromClientEncoded, { _tag: "Request" }>,
+      compiled: Compiled
+    ): unknown => {
+      const payload = compiled.decodePayload(message.payload)
+      if (Either.isRight(payload)) return payload.right
+      respondNow(clientId, {
+        _tag: "Exit",
+        requestId: message.id,
+        exit: dieEncoded(new Error(`Invalid payload for ${message.tag}: ${payload.left.message}`))
+      })
+      return refused
+    }
+
     const startRaw = (
       clientId: number,
       message: Extract<FromClientEncoded, { _tag: "Request" }>,
       entry: { readonly compiled: Compiled; readonly handler: RawHandler }
     ) => {
-      const payload = entry.compiled.decodePayload(message.payload)
-      if (Either.isLeft(payload)) {
-        return respondNow(clientId, {
-          _tag: "Exit",
-          requestId: message.id,
-          exit: dieEncoded(new Error(`Invalid payload for ${message.tag}: ${payload.left.message}`))
-        })
-      }
+      const payload = decodeOrRefuse(clientId, message, entry.compiled)
+      if (payload === refused) return
       const running = runningOf(clientId)
       let done = false
       const interrupt = entry.handler(
-        payload.right,
+        payload,
         message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers),
         (exit) => {
           done = true
@@ -516,15 +529,9 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
           exit: dieEncoded(`Unknown request tag: ${message.tag}`)
         })
       }
-      const payload = entry.compiled.decodePayload(message.payload)
-      if (Either.isLeft(payload)) {
-        return respondNow(clientId, {
-          _tag: "Exit",
-          requestId: message.id,
-          exit: dieEncoded(new Error(`Invalid payload for ${message.tag}: ${payload.left.message}`))
-        })
-      }
-      const result = entry.handler.handler(payload.right, {
+      const payload = decodeOrRefuse(clientId, message, entry.compiled)
+      if (payload === refused) return
+      const result = entry.handler.handler(payload, {
         clientId,
         headers: message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers)
       }) as unknown
