@@ -136,6 +136,7 @@ interface Hosted {
 
 /** One request for an entity: queued, then running in its own fiber. */
 interface Work {
+  readonly instance: Instance
   readonly rpc: Rpc.AnyWithProps
   readonly payload: unknown
   readonly headers: Headers.Headers
@@ -162,6 +163,8 @@ interface Instance {
   lastActive: number
   restarting: boolean
   closing: boolean
+  /** the delays between restarts after defects (`defectRetryPolicy`), from the first defect on */
+  retries: Schedule.ScheduleDriver<unknown, unknown> | undefined
   /** the fiber building the handlers, while it runs */
   building: Fiber.RuntimeFiber<Context.Context<never>> | undefined
   onDrained: (() => void) | undefined
@@ -207,7 +210,6 @@ export interface Stats {
 /** The host's state; bound to the node's `Sharding` and runner transport once they exist. */
 export interface Host {
   readonly stats: Stats
-  readonly isHosted: (entityType: string) => boolean
   readonly bind: (
     sharding: Sharding.Sharding["Type"],
     config: ShardingConfig["Type"],
@@ -320,7 +322,7 @@ export const make = (): Host => {
     ) {
       const work = instance.queue.shift()!
       if (work.result === undefined) resolve(instance, work)
-      start(instance, work, false)
+      start(instance, work, isFork(work.result))
     }
     checkDrained(instance)
   }
@@ -403,12 +405,13 @@ export const make = (): Host => {
       work.fiber?.unsafeInterruptAsFork(work.fiber.id())
     }
     const previous = instance.scope
-    const driver = Schedule.driver(instance.hosted.retryPolicy)
+    // one driver per entity, kept across restarts: repeated defects back off
+    instance.retries ??= Effect.runSync(Schedule.driver(instance.hosted.retryPolicy))
     Runtime.runFork(
       runtime!,
       Effect.logError("Defect in entity, restarting", cause).pipe(
         Effect.zipRight(Scope.close(previous, Exit.void)),
-        Effect.zipRight(Effect.flatMap(driver, (d) => Effect.ignore(d.next(undefined)))),
+        Effect.zipRight(Effect.ignore(instance.retries.next(undefined))),
         Effect.zipRight(Scope.make()),
         Effect.map((scope) => {
           instance.scope = scope
@@ -439,6 +442,7 @@ export const make = (): Host => {
       lastActive: Date.now(),
       restarting: false,
       closing: false,
+      retries: undefined,
       building: undefined,
       onDrained: undefined
     }
@@ -516,6 +520,7 @@ export const make = (): Host => {
       return new MailboxFull({ address })
     }
     const work: Work = {
+      instance,
       rpc,
       // what the engine's entity manager hands a handler: the request envelope, its payload decoded
       payload: new Entity.Request({
@@ -550,29 +555,22 @@ export const make = (): Host => {
     return work
   }
 
-  const cancel = (address: EntityAddress.EntityAddress, work: Work) => {
+  const cancel = (work: Work) => {
     work.cancelled = true
-    const instance = hostedTypes.get(address.entityType)?.instances.get(address.entityId)
-    const queued = instance ? instance.queue.indexOf(work) : -1
+    const queued = work.instance.queue.indexOf(work)
     if (queued !== -1) {
-      instance!.queue.splice(queued, 1)
+      work.instance.queue.splice(queued, 1)
       work.onExit(Exit.interrupt(FiberId.none))
+      checkDrained(work.instance)
     }
     work.fiber?.unsafeInterruptAsFork(work.fiber.id())
   }
 
   const call: Host["call"] = (address, rpc, payload, headers) =>
     Effect.async<unknown, unknown>((resume) => {
-      const work = submit(
-        address,
-        rpc,
-        payload,
-        headers,
-        (result) => result as Effect.Effect<unknown, unknown>,
-        resume
-      )
+      const work = submit(address, rpc, payload, headers, asEffect, resume)
       if (!("rpc" in work)) return resume(Effect.fail(work))
-      return Effect.sync(() => cancel(address, work))
+      return Effect.sync(() => cancel(work))
     })
 
   const stream: Host["stream"] = (address, rpc, payload, headers) =>
@@ -594,7 +592,7 @@ export const make = (): Host => {
           mailbox.unsafeDone(Exit.asVoid(exit))
         })
         if (!("rpc" in work)) return Stream.fail(work)
-        yield* Effect.addFinalizer(() => Effect.sync(() => cancel(address, work)))
+        yield* Effect.addFinalizer(() => Effect.sync(() => cancel(work)))
         return Mailbox.toStream(mailbox)
       })
     )
@@ -641,7 +639,7 @@ export const make = (): Host => {
       onExit(Exit.fail(work))
       return noop
     }
-    return () => cancel(address, work)
+    return () => cancel(work)
   }
 
   const serveStream = (target: TargetData, headers: Headers.Headers) =>
@@ -874,7 +872,6 @@ export const make = (): Host => {
 
   return {
     stats,
-    isHosted: (entityType) => hostedTypes.has(entityType),
     bind: (sharding_, config_, runtime_) => {
       sharding = sharding_
       config = config_
