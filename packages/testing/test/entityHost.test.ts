@@ -70,6 +70,25 @@ const CounterLive = Counter.toLayer(
   )
 )
 
+/** `Wait` blocks until `Release` (an `Rpc.fork` handler) opens the gate; `Die` dies. */
+const Gate = Entity.make("HostGate", [
+  Rpc.make("Wait", { success: Schema.String }),
+  Rpc.make("Release"),
+  Rpc.make("Die")
+])
+
+const GateLive = Gate.toLayer(
+  Effect.gen(function* () {
+    const gate = yield* Deferred.make<void>()
+    return Gate.of({
+      Wait: () => Effect.as(Deferred.await(gate), "released"),
+      Release: () => Rpc.fork(Deferred.succeed(gate, undefined)),
+      Die: () => Effect.dieMessage("gate broke")
+    })
+  }),
+  { disableFatalDefects: true }
+)
+
 /** An entity id among c-0..c-199 whose owner is `node`, as `Where` answers from node-1. */
 const idOn = (cluster: TestCluster.Cluster<Log>, node: string) =>
   cluster.on(
@@ -273,6 +292,32 @@ describe("EntityHost", () => {
         expect(moved.lastIndexOf(`closed ${id} on node-1`)).toBeLessThan(
           moved.lastIndexOf(`built ${id} on node-2`)
         )
+      })
+  )
+
+  it.scopedLive(
+    "an Rpc.fork request runs beside a running one; with disableFatalDefects a defect reaches the caller",
+    () =>
+      Effect.gen(function* () {
+        const cluster = yield* TestCluster.make({ nodes: 2, layer: Layer.merge(CounterLive, GateLive) })
+        yield* cluster.awaitConverged()
+        const released = yield* cluster.on(
+          "node-1",
+          Effect.gen(function* () {
+            const client = yield* Gate.client
+            const waiting = yield* Effect.fork(client("g").Wait())
+            yield* Effect.sleep("20 millis")
+            // concurrency 1: without Rpc.fork, Release would queue behind Wait forever
+            yield* client("g").Release().pipe(Effect.timeout("5 seconds"))
+            return yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))
+          })
+        )
+        expect(released).toBe("released")
+        const died = yield* cluster.on(
+          "node-1",
+          Effect.flatMap(Gate.client, (client) => Effect.exit(client("g").Die()))
+        )
+        expect(Exit.isFailure(died) && String(died.cause)).toContain("gate broke")
       })
   )
 
