@@ -499,9 +499,12 @@ export const make = (options: {
       Effect.interruptible,
       Effect.forkScoped
     )
-    yield* discover.pipe(Effect.catchAll((error) => Effect.logWarning("node discovery failed", error)))
-    yield* discover.pipe(
-      Effect.catchAll((error) => Effect.logWarning("node discovery failed", error)),
+    // the directory's message says what failed; its stack says nothing an operator can act on
+    const discoverOrWarn = Effect.catchAll(discover, (error) =>
+      Effect.logWarning(`node discovery failed: ${error.message}`)
+    )
+    yield* discoverOrWarn
+    yield* discoverOrWarn.pipe(
       Effect.schedule(Schedule.spaced(config.discoveryInterval)),
       Effect.forever,
       Effect.interruptible,
