@@ -207,15 +207,11 @@ const withEntityHost = <E, R>(
           Effect.map(Entity.CurrentAddress, (address) => {
             const handlers: Record<string, (request: Entity.Request<Rpc.Any>) => unknown> = {}
             for (const rpc of entity.protocol.requests.values() as Iterable<Rpc.AnyWithProps>) {
-              handlers[rpc._tag] = RpcSchema.isStreamSchema(rpc.successSchema)
-                ? (request) => {
-                    host.learn(address, EntityHost.Local)
-                    return host.stream(address, rpc, request.payload, request.headers)
-                  }
-                : (request) => {
-                    host.learn(address, EntityHost.Local)
-                    return host.call(address, rpc, request.payload, request.headers)
-                  }
+              const run = RpcSchema.isStreamSchema(rpc.successSchema) ? host.stream : host.call
+              handlers[rpc._tag] = (request) => {
+                host.learn(address, EntityHost.Local)
+                return run(address, rpc, request.payload, request.headers)
+              }
             }
             return handlers
           })
@@ -248,8 +244,9 @@ const withEntityHost = <E, R>(
   )
 
 /**
- * The runner's shard locks, released only after the host stopped the entities on them (the engine
- * does the same for its own entity manager), so no entity runs on two nodes at once.
+ * The runner's storage as the host needs it: shard locks released only after the host stopped the
+ * entities on them (the engine does the same for its own entity manager), so no entity runs on two
+ * nodes at once; and the runner list watched, so the host forgets its routes when it changes.
  */
 const storageForHost = Layer.effect(
   RunnerStorage.RunnerStorage,

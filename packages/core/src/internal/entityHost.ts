@@ -703,8 +703,9 @@ export const make = (): Host => {
         stats.viaEngine++
         return engineClient(entityId)
       }
-      const viaEngine = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) =>
-        engine()[rpc._tag](payload, options) as Effect.Effect<unknown, unknown>
+      // the engine client's method of the same name: an Effect, or a Stream for a stream rpc
+      const viaEngine = (rpc: Rpc.AnyWithProps, payload: unknown, options: any): any =>
+        engine()[rpc._tag](payload, options)
       const targetOf = (rpc: Rpc.AnyWithProps, payload: unknown): TargetData => ({
         entityType: entity.type,
         entityId,
@@ -717,7 +718,7 @@ export const make = (): Host => {
         routes.delete(key)
       }
       // the owner refused (`NotHere`) or could not be reached: the engine routes this call
-      const rerouted = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
+      const rerouted = (rpc: Rpc.AnyWithProps, payload: unknown, options: any): any => {
         forget()
         return viaEngine(rpc, payload, options)
       }
@@ -741,8 +742,8 @@ export const make = (): Host => {
         made: unknown,
         payload: unknown,
         options: any
-      ) => {
-        const headers = options?.headers === undefined ? Headers.empty : Headers.fromInput(options.headers)
+      ): Effect.Effect<unknown, unknown> => {
+        const headers = headersOf(options)
         if (!simulate()) {
           return Effect.catchIf(call(address, rpc, made, headers), isNotHere, () =>
             rerouted(rpc, payload, options)
@@ -795,7 +796,6 @@ export const make = (): Host => {
 
       const callStream = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
         const codecs = FastRpc.compile(rpc)
-        const viaEngine = () => engine()[rpc._tag](payload, options) as Stream.Stream<unknown, unknown>
         const decodeCause = causeCodecOf(rpc).decode
         return Stream.suspend(() => {
           let made: unknown
@@ -804,7 +804,7 @@ export const make = (): Host => {
           } catch (defect) {
             return Stream.die(defect)
           }
-          const headers = options?.headers === undefined ? Headers.empty : Headers.fromInput(options.headers)
+          const headers = headersOf(options)
           const encoded = codecs.encodePayload(made)
           if (Either.isLeft(encoded)) return Stream.die(encoded.left)
           const route = routes.get(key)
@@ -812,14 +812,12 @@ export const make = (): Host => {
             const decoded = simulate() ? codecs.decodePayload(encoded.right) : Either.right(made)
             if (Either.isLeft(decoded)) return Stream.die(decoded.left)
             return stream(address, rpc, decoded.right, headers).pipe(
-              Stream.catchAll((error) => {
-                if (!isNotHere(error)) return Stream.fail(error)
-                forget()
-                return viaEngine()
-              })
+              Stream.catchAll((error) =>
+                isNotHere(error) ? rerouted(rpc, payload, options) : Stream.fail(error)
+              )
             )
           }
-          if (route === undefined || transport === undefined) return viaEngine()
+          if (route === undefined || transport === undefined) return viaEngine(rpc, payload, options)
           let received = false
           stats.direct++
           return Stream.unwrap(
@@ -841,9 +839,7 @@ export const make = (): Host => {
                     case "MailboxFull":
                       return Stream.fail(error)
                     default:
-                      if (received) return Stream.die(error)
-                      forget()
-                      return viaEngine()
+                      return received ? Stream.die(error) : rerouted(rpc, payload, options)
                   }
                 })
               )
@@ -921,7 +917,10 @@ export const make = (): Host => {
     stream,
     client,
     serve,
-    stopShard: (shardId) => stopWhere((instance) => shardKey(instance.address.shardId) === shardKey(shardId)),
+    stopShard: (shardId) => {
+      const key = shardKey(shardId)
+      return stopWhere((instance) => shardKey(instance.address.shardId) === key)
+    },
     stopAll: stopWhere(() => true),
     sweep: Effect.suspend(() => {
       const now = Date.now()
@@ -970,6 +969,9 @@ const replyEncoded = (
     )
   )
 }
+
+const headersOf = (options: { readonly headers?: Headers.Input } | undefined): Headers.Headers =>
+  options?.headers === undefined ? Headers.empty : Headers.fromInput(options.headers)
 
 const asEffect = (result: unknown) => result as Effect.Effect<unknown, unknown>
 

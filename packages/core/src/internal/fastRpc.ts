@@ -118,6 +118,9 @@ type ExitEncoded = Schema.ExitEncoded<unknown, unknown, unknown>
 
 const noHeaders: ReadonlyArray<[string, string]> = []
 
+const headersOf = (message: { readonly headers: ReadonlyArray<[string, string]> }): Headers.Headers =>
+  message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers)
+
 /** `decodeOrRefuse`'s answer for a payload that failed its Schema. */
 const refused: unique symbol = Symbol("refused")
 
@@ -438,6 +441,9 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       if (!running) clients.set(clientId, (running = new Map<string, () => void>()))
       return running
     }
+    const refuseServed = (tag: string) => {
+      if (served.has(tag) || raw.has(tag)) throw new Error(`rpc ${tag} is already served on this node`)
+    }
     const latches = new Map<string, Effect.Latch>()
     const base = yield* Effect.runtime<never>()
     const direct = directServer(protocol)
@@ -506,15 +512,11 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       if (payload === refused) return
       const running = runningOf(clientId)
       let done = false
-      const interrupt = entry.handler(
-        payload,
-        message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers),
-        (exit) => {
-          done = true
-          running.delete(message.id)
-          respondNow(clientId, exitMessage(entry.compiled, message.id, exit))
-        }
-      )
+      const interrupt = entry.handler(payload, headersOf(message), (exit) => {
+        done = true
+        running.delete(message.id)
+        respondNow(clientId, exitMessage(entry.compiled, message.id, exit))
+      })
       if (!done) running.set(message.id, interrupt)
     }
 
@@ -533,7 +535,7 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       if (payload === refused) return
       const result = entry.handler.handler(payload, {
         clientId,
-        headers: message.headers.length === 0 ? Headers.empty : Headers.fromInput(message.headers)
+        headers: headersOf(message)
       }) as unknown
       const wrapped = typeof result === "object" && result !== null && "value" in result && "fork" in result
       const value = (wrapped ? (result as { value: unknown }).value : result) as
@@ -611,9 +613,7 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
           Effect.sync(() => {
             const tags: Array<string> = []
             for (const rpc of group.requests.values() as Iterable<Rpc.AnyWithProps>) {
-              if (served.has(rpc._tag) || raw.has(rpc._tag)) {
-                throw new Error(`rpc ${rpc._tag} is already served on this node`)
-              }
+              refuseServed(rpc._tag)
               const handler = context.unsafeMap.get(rpc.key) as Rpc.Handler<string> | undefined
               if (!handler) throw new Error(`no handler for rpc ${rpc._tag} (provide the group's toLayer)`)
               served.set(rpc._tag, {
@@ -635,9 +635,7 @@ export const serve = (protocol: RpcServer.Protocol["Type"]): Effect.Effect<Handl
       addRaw: (rpc, handler) =>
         Effect.acquireRelease(
           Effect.sync(() => {
-            if (served.has(rpc._tag) || raw.has(rpc._tag)) {
-              throw new Error(`rpc ${rpc._tag} is already served on this node`)
-            }
+            refuseServed(rpc._tag)
             raw.set(rpc._tag, { compiled: compile(rpc), handler })
           }),
           () => Effect.sync(() => raw.delete(rpc._tag))
