@@ -32,6 +32,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { asyncInterruptible } from "./asyncCall.js"
 import * as FastRpc from "./fastRpc.js"
 
 // -----------------------------------------------------------------------------
@@ -567,7 +568,7 @@ export const make = (): Host => {
   }
 
   const call: Host["call"] = (address, rpc, payload, headers) =>
-    Effect.async<unknown, unknown>((resume) => {
+    asyncInterruptible<unknown, unknown>((resume) => {
       const work = submit(address, rpc, payload, headers, asEffect, resume)
       if (!("rpc" in work)) return resume(Effect.fail(work))
       return Effect.sync(() => cancel(work))
@@ -763,7 +764,7 @@ export const make = (): Host => {
       // one `Effect.async` per call on another node: the route is read when the call runs
       const callEffect = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
         const codecs = FastRpc.compile(rpc)
-        return Effect.async<unknown, unknown>((resume) => {
+        return asyncInterruptible<unknown, unknown>((resume) => {
           let made: unknown
           try {
             made = codecs.makePayload(payload)
@@ -780,7 +781,7 @@ export const make = (): Host => {
           if (!open) {
             return resume(
               Effect.flatMap(transport.client(route), (remote) =>
-                Effect.async<unknown, unknown>((resume) =>
+                asyncInterruptible<unknown, unknown>((resume) =>
                   remote.call(targetOf(rpc, encoded.right), options?.headers, (exit) =>
                     resume(settle(exit, codecs, rpc, payload, options))
                   )

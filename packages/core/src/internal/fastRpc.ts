@@ -20,6 +20,7 @@ import * as Schema from "effect/Schema"
 import type { ParseError } from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { asyncInterruptible } from "./asyncCall.js"
 import { directClient, directServer } from "./directProtocol.js"
 import * as FastCodec from "./fastCodec.js"
 
@@ -298,7 +299,9 @@ export const makeLink = (protocol: RpcClient.Protocol["Type"]): Effect.Effect<Li
           return Either.isLeft(message) ? Effect.die(message.left) : protocol.send(message.right)
         })
       }
-      return Effect.async<unknown, unknown>((resume) => callRaw(compiled, payload, options?.headers, resume))
+      return asyncInterruptible<unknown, unknown>((resume) =>
+        callRaw(compiled, payload, options?.headers, resume)
+      )
     }
 
     const callRaw = (
