@@ -761,7 +761,7 @@ export const make = (): Host => {
         })
       }
 
-      // one `Effect.async` per call on another node: the route is read when the call runs
+      // one suspension (`asyncInterruptible`) per call on another node: the route is read when the call runs
       const callEffect = (rpc: Rpc.AnyWithProps, payload: unknown, options: any) => {
         const codecs = FastRpc.compile(rpc)
         return asyncInterruptible<unknown, unknown>((resume) => {
