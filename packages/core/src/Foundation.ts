@@ -231,9 +231,7 @@ const withEntityHost = <E, R>(
                 ) as Effect.Effect<void, never, Scope.Scope>),
           makeClient: (entity) =>
             EntityHost.ineligible(entity as Entity.Entity<any, any>) !== undefined ||
-            (entity.protocol.annotations.unsafeMap.has(ClusterSchema.ClientTracingEnabled.key)
-              ? Context.get(entity.protocol.annotations, ClusterSchema.ClientTracingEnabled)
-              : clientTracing)
+            (ownClientTracing(entity) ?? clientTracing)
               ? sharding.makeClient(entity)
               : Effect.map(sharding.makeClient(entity), (engineClient) =>
                   host.client(entity as Entity.Entity<any, any>, engineClient)
@@ -299,9 +297,15 @@ const withoutClientTracing = <E, R>(
       ...sharding,
       makeClient: (entity) =>
         sharding.makeClient(
-          entity.protocol.annotations.unsafeMap.has(ClusterSchema.ClientTracingEnabled.key)
-            ? entity
-            : entity.annotate(ClusterSchema.ClientTracingEnabled, false)
+          ownClientTracing(entity) === undefined
+            ? entity.annotate(ClusterSchema.ClientTracingEnabled, false)
+            : entity
         )
     })
   })
+
+/** The entity's own `ClusterSchema.ClientTracingEnabled`, if it sets one: it wins over the node's setting. */
+const ownClientTracing = (entity: Entity.Entity<any, any>): boolean | undefined =>
+  entity.protocol.annotations.unsafeMap.has(ClusterSchema.ClientTracingEnabled.key)
+    ? Context.get(entity.protocol.annotations, ClusterSchema.ClientTracingEnabled)
+    : undefined

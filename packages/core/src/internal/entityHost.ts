@@ -329,12 +329,7 @@ export const make = (): Host => {
   }
 
   const checkDrained = (instance: Instance) => {
-    if (
-      instance.onDrained &&
-      instance.queue.length === 0 &&
-      instance.running.size === 0 &&
-      instance.forked.size === 0
-    ) {
+    if (instance.onDrained && isIdle(instance)) {
       const onDrained = instance.onDrained
       instance.onDrained = undefined
       onDrained()
@@ -607,12 +602,10 @@ export const make = (): Host => {
       entityId: EntityId.make(target.entityId)
     })
 
-  const rpcOf = (target: TargetData) => {
-    const rpc = hostedTypes.get(target.entityType)?.entity.protocol.requests.get(target.tag) as
+  const rpcOf = (target: TargetData) =>
+    hostedTypes.get(target.entityType)?.entity.protocol.requests.get(target.tag) as
       | Rpc.AnyWithProps
       | undefined
-    return rpc
-  }
 
   const noop = () => {}
 
@@ -777,20 +770,16 @@ export const make = (): Host => {
           const encoded = codecs.encodePayload(made)
           if (Either.isLeft(encoded)) return resume(Effect.die(encoded.left))
           stats.direct++
-          const open = transport.clientNow(route)
-          if (!open) {
-            return resume(
-              Effect.flatMap(transport.client(route), (remote) =>
-                asyncInterruptible<unknown, unknown>((resume) =>
-                  remote.call(targetOf(rpc, encoded.right), options?.headers, (exit) =>
-                    resume(settle(exit, codecs, rpc, payload, options))
-                  )
-                )
-              )
+          const callOn = (remote: HostClient, resume: (effect: Effect.Effect<unknown, unknown>) => void) =>
+            remote.call(targetOf(rpc, encoded.right), options?.headers, (exit) =>
+              resume(settle(exit, codecs, rpc, payload, options))
             )
-          }
-          return open.call(targetOf(rpc, encoded.right), options?.headers, (exit) =>
-            resume(settle(exit, codecs, rpc, payload, options))
+          const open = transport.clientNow(route)
+          if (open) return callOn(open, resume)
+          return resume(
+            Effect.flatMap(transport.client(route), (remote) =>
+              asyncInterruptible<unknown, unknown>((resume) => callOn(remote, resume))
+            )
           )
         })
       }
@@ -928,10 +917,7 @@ export const make = (): Host => {
       return stopWhere(
         (instance) =>
           !owns(instance.address) ||
-          (instance.queue.length === 0 &&
-            instance.running.size === 0 &&
-            instance.forked.size === 0 &&
-            now - instance.lastActive >= instance.hosted.maxIdleMillis)
+          (isIdle(instance) && now - instance.lastActive >= instance.hosted.maxIdleMillis)
       )
     })
   }
@@ -973,6 +959,10 @@ const replyEncoded = (
 
 const headersOf = (options: { readonly headers?: Headers.Input } | undefined): Headers.Headers =>
   options?.headers === undefined ? Headers.empty : Headers.fromInput(options.headers)
+
+/** Nothing queued, running or forked on the instance. */
+const isIdle = (instance: Instance) =>
+  instance.queue.length === 0 && instance.running.size === 0 && instance.forked.size === 0
 
 const asEffect = (result: unknown) => result as Effect.Effect<unknown, unknown>
 
